@@ -1,0 +1,21 @@
+# Stage 2: one job per cell. Resources are declared here; the partition comes from the GPU's
+# config entry and the account/QoS/gres names from the profile.
+
+
+rule bench_cell:
+    input:
+        model=cell_model_dir,
+    output:
+        record=CELL_DIR + "/cell.json",
+    log:
+        CELL_LOG + "/bench_cell.log",
+    params:
+        spec=cell_spec,
+    threads: 2
+    resources:
+        gpu=cell_gpus,
+        runtime=cell_runtime_min,
+        mem_mb=16000,
+        slurm_partition=cell_partition,
+    script:
+        "../workflow/scripts/bench_cell.py"

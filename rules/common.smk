@@ -1,0 +1,85 @@
+# Helpers shared by the rules. The logic lives in the inferlab package (src/inferlab).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from inferlab import config as il_config  # noqa: E402
+from inferlab import matrix as il_matrix  # noqa: E402
+
+CFG = il_config.load(config, base_dir=workflow.basedir)
+CELLS = il_matrix.expand(CFG)
+WEEKS = list(CFG.weeks)
+RESULTS = CFG.preset["results"]
+LOGS = CFG.preset["logs"]
+CACHE = CFG.preset["cache"]
+CELL_DIR = RESULTS + "/{week}/{experiment}/{engine}/{gpu}/{cell}"
+CELL_LOG = LOGS + "/{week}/{experiment}/{engine}/{gpu}/{cell}"
+
+
+wildcard_constraints:
+    week=r"week[0-9]{2}",
+    experiment=r"[a-z0-9_]+",
+    engine=r"[a-z0-9_]+",
+    gpu=r"[a-z0-9_]+",
+    cell=r"[A-Za-z0-9._+-]+",
+    model=r"[A-Za-z0-9._-]+",
+    dataset=r"[A-Za-z0-9._-]+",
+
+
+def cell_of(wildcards):
+    """The matrix cell a path names; a path outside the matrix is a clear error."""
+    key = f"{wildcards.week}/{wildcards.experiment}/{wildcards.engine}/{wildcards.gpu}/{wildcards.cell}"
+    try:
+        return CELLS[key]
+    except KeyError:
+        raise ValueError(
+            f"{key} is not a cell of this run's matrix (config/weeks/{wildcards.week}.yaml with the "
+            f"preset's overrides); known cells of {wildcards.week}: "
+            + ", ".join(k for k in CELLS if k.startswith(wildcards.week + "/"))
+        ) from None
+
+
+def model_dir(model_id):
+    source = CFG.model(model_id)["source"]
+    return f"{CACHE}/models/{'built' if source == 'build' else 'hub'}/{model_id}"
+
+
+def cell_model_dir(wildcards):
+    return model_dir(cell_of(wildcards).model)
+
+
+def cell_spec(wildcards):
+    """Everything that defines a cell's measurement: a change here reruns that cell only."""
+    c = cell_of(wildcards)
+    return {
+        "cell": c.to_dict(),
+        "engine_setup": CFG.preset["engines"].get(c.engine, {}),
+        "engine_catalog": CFG.engines[c.engine],
+        "fault": CFG.preset["inject_fault"].get(c.path),
+    }
+
+
+def cell_gpus(wildcards):
+    return 0 if CFG.gpu(wildcards.gpu).get("kind", "gpu") == "cpu" else 1
+
+
+def cell_partition(wildcards):
+    return CFG.gpu(wildcards.gpu)["partition"]
+
+
+def cell_runtime_min(wildcards):
+    # Slurm limit: the cell's own deadline plus time for the record and teardown
+    return int(cell_of(wildcards).timeout_s // 60) + 5
+
+
+def week_cells(week):
+    return [c for c in CELLS.values() if c.week == week]
+
+
+def week_metrics(wildcards):
+    return [f"{RESULTS}/{c.path}/metrics.parquet" for c in week_cells(wildcards.week)]
+
+
+def week_outputs(week):
+    return [f"{RESULTS}/{week}/report.md", f"{RESULTS}/{week}/{week}.parquet"]

@@ -1,0 +1,43 @@
+# Stage 1: models and datasets, pinned and cached once (a second run finds them and does nothing).
+
+
+rule download_model:
+    output:
+        directory(CACHE + "/models/hub/{model}"),
+    log:
+        LOGS + "/download/model_{model}.log",
+    params:
+        repo_id=lambda w: CFG.model(w.model)["repo_id"],
+        revision=lambda w: CFG.model(w.model)["revision"],
+    localrule: True
+    script:
+        "../workflow/scripts/download_model.py"
+
+
+rule build_model:
+    # The embedded default has no hub: the tiny model is built here and stands where a download
+    # would, so the DAG keeps its shape. Runs in the engine's environment (torch, transformers).
+    output:
+        directory(CACHE + "/models/built/{model}"),
+    log:
+        LOGS + "/download/build_{model}.log",
+    params:
+        spec=lambda w: {**CFG.model(w.model)["architecture"], "seed": 0},
+        python=lambda w: str(Path(CFG.preset["engines"]["vllm"]["env"]) / "bin" / "python"),
+        src=str(Path(workflow.basedir) / "src"),
+    shell:
+        "PYTHONPATH={params.src} {params.python} -m inferlab.tinymodel --out {output} "
+        "--spec '{params.spec:q}' > {log} 2>&1"
+
+
+rule download_dataset:
+    output:
+        CACHE + "/datasets/{dataset}/{filename}",
+    log:
+        LOGS + "/download/dataset_{dataset}_{filename}.log",
+    params:
+        url=lambda w: CFG.datasets[w.dataset]["url"],
+        sha256=lambda w: CFG.datasets[w.dataset]["sha256"],
+    localrule: True
+    script:
+        "../workflow/scripts/download_dataset.py"

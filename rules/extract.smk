@@ -1,0 +1,17 @@
+# Stage 3: a cell's record (+ raw output) -> normalized Parquet rows (docs/schema.md), with the
+# roofline guard applied.
+
+
+rule extract_metrics:
+    input:
+        record=CELL_DIR + "/cell.json",
+    output:
+        CELL_DIR + "/metrics.parquet",
+    log:
+        CELL_LOG + "/extract_metrics.log",
+    params:
+        gpu=lambda w: CFG.gpu(w.gpu),
+        model=lambda w: CFG.model(cell_of(w).model),
+    localrule: True
+    script:
+        "../workflow/scripts/extract_metrics.py"

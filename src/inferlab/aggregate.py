@@ -1,0 +1,64 @@
+"""Stage 4: one week's cell Parquet files -> the week's table, figures and report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import io, records
+from .weeks import WEEKS
+
+
+def load(paths) -> pd.DataFrame:
+    frames = [pd.read_parquet(p) for p in paths]
+    if not frames:
+        return records.normalize(pd.DataFrame())
+    return records.normalize(pd.concat(frames, ignore_index=True))
+
+
+def status_summary(df: pd.DataFrame) -> pd.DataFrame:
+    cells = df.drop_duplicates(["experiment", "engine", "gpu", "cell"])
+    return cells[["experiment", "engine", "gpu", "cell", "status", "reason", "detail"]].reset_index(drop=True)
+
+
+def run(week: str, paths, cfg, outdir) -> dict:
+    outdir = Path(outdir)
+    df = load(paths)
+    io.write_parquet(outdir / f"{week}.parquet", df)
+    result = WEEKS[week].aggregate(df, cfg, outdir)
+    write_report(week, cfg, df, result, outdir / "report.md")
+    return result
+
+
+def write_report(week, cfg, df, result, path: Path) -> None:
+    doc = cfg.weeks[week]
+    summ = status_summary(df)
+    counts = summ["status"].value_counts().to_dict()
+    lines = [f"# {week}: {doc.get('title', '')}", "",
+             f"Preset `{cfg.preset.get('preset', '?')}`; GPUs: {', '.join(cfg.preset['gpus'])}; "
+             f"model `{cfg.model_id}`.", "",
+             "Cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), ""]
+    invalid = df[df["valid"] == False]  # noqa: E712 (pandas boolean column)
+    if not invalid.empty:
+        lines += ["## Values rejected by the roofline guard", ""]
+        for _, r in invalid.drop_duplicates(["gpu", "cell"]).iterrows():
+            lines.append(f"- {r.experiment}/{r.gpu}/{r.cell}: {r.invalid_reason}")
+        lines.append("")
+    for t in result["tables"]:
+        lines += [t["markdown"], ""]
+    for f in result["figures"]:
+        lines += [f"![{f['caption']}](figures/{Path(f['path']).name})", "", f"*{f['caption']}*", ""]
+    bad = summ[summ.status != "ok"]
+    if not bad.empty:
+        lines += ["## Cells that did not produce numbers", ""]
+        for _, r in bad.iterrows():
+            lines.append(f"- `{week}/{r.experiment}/{r.engine}/{r.gpu}/{r.cell}`: {r.status} "
+                         f"({r.reason}): {r.detail}")
+        lines.append("")
+    versions = df.drop_duplicates(["engine_version", "torch_version", "git_commit", "host"])
+    lines += ["## Provenance", ""]
+    for _, r in versions.iterrows():
+        lines.append(f"- engine {r.engine} {r.engine_version}, torch {r.torch_version}, host {r.host}, "
+                     f"workflow commit {r.git_commit}, prefix caching {r.prefix_caching}")
+    io.write_text(path, "\n".join(lines) + "\n")

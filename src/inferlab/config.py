@@ -1,0 +1,178 @@
+"""Load and validate the workflow's configuration: the run preset plus the catalogs it points at.
+
+Every file is validated against a JSON Schema (``inferlab/schemas``) with its defaults filled in;
+then cross-references are checked (a week naming an unknown GPU, a preset naming an unknown
+model...). Every error is a :class:`ConfigError` whose message names the file and the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+CATALOGS = ("gpus", "models", "datasets", "engines")
+
+
+def _schema(name: str) -> dict:
+    text = resources.files("inferlab.schemas").joinpath(f"{name}.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _key_path(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _extend_with_default(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _extend_with_default(jsonschema.Draft202012Validator)
+
+
+def validate(data: Any, schema_name: str, file) -> dict:
+    """Validate ``data`` (defaults filled in place) or raise ConfigError naming file and key."""
+    validator = _Validator(_schema(schema_name))
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        key = _key_path(best.absolute_path)
+        msg = best.message
+        if best.validator == "additionalProperties":
+            msg = f"unknown key: {msg}"
+        raise ConfigError(file, key, msg)
+    return data
+
+
+def load_yaml(path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(path, None, "file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(path, where, f"invalid YAML: {problem}") from None
+    if data is None:
+        raise ConfigError(path, None, "file is empty")
+    return data
+
+
+@dataclass
+class Config:
+    """The validated run configuration: preset + catalogs + weeks."""
+
+    preset: dict
+    gpus: dict
+    models: dict
+    datasets: dict
+    engines: dict
+    weeks: dict  # week id -> week document
+    files: dict = field(default_factory=dict)  # what was loaded from where (for messages)
+
+    @property
+    def model_id(self) -> str:
+        return self.preset["model"]
+
+    def model(self, model_id: str | None = None) -> dict:
+        return self.models[model_id or self.model_id]
+
+    def gpu(self, gpu_id: str) -> dict:
+        return self.gpus[gpu_id]
+
+
+def load(preset: dict | str | Path, base_dir: Path | str = ".") -> Config:
+    """Load a preset (a path, or the already parsed dict Snakemake holds) and its catalogs."""
+    base_dir = Path(base_dir)
+    if isinstance(preset, (str, Path)):
+        preset_file = Path(preset)
+        preset = load_yaml(base_dir / preset_file)
+    else:
+        preset_file = Path("config (--configfile/--config)")
+        preset = copy.deepcopy(preset)
+    if not isinstance(preset, dict):
+        raise ConfigError(preset_file, None, "expected a mapping at the top level")
+    validate(preset, "config", preset_file)
+
+    catalog_dir = base_dir / preset["catalog"]
+    docs = {}
+    files = {"preset": str(preset_file)}
+    for name in CATALOGS:
+        f = catalog_dir / f"{name}.yaml"
+        docs[name] = validate(load_yaml(f), name, f)[name]
+        files[name] = str(f)
+
+    weeks = {}
+    for week in preset["weeks"]:
+        f = catalog_dir / "weeks" / f"{week}.yaml"
+        doc = validate(load_yaml(f), "week", f)
+        if doc["week"] != week:
+            raise ConfigError(f, "week", f"says {doc['week']!r} but the file is for {week!r}")
+        weeks[week] = doc
+        files[week] = str(f)
+
+    cfg = Config(preset, docs["gpus"], docs["models"], docs["datasets"], docs["engines"], weeks, files)
+    _check_references(cfg, preset_file)
+    return cfg
+
+
+def _unknown(kind: str, value, known) -> str:
+    return f"unknown {kind} {value!r} (known: {', '.join(sorted(known))})"
+
+
+def _check_references(cfg: Config, preset_file) -> None:
+    p = cfg.preset
+    for i, g in enumerate(p["gpus"]):
+        if g not in cfg.gpus:
+            raise ConfigError(preset_file, f"gpus[{i}]", _unknown("GPU", g, cfg.gpus))
+    if p["model"] not in cfg.models:
+        raise ConfigError(preset_file, "model", _unknown("model", p["model"], cfg.models))
+    for e in p["engines"]:
+        if e not in cfg.engines:
+            raise ConfigError(preset_file, f"engines.{e}", _unknown("engine", e, cfg.engines))
+    for week, ov in p["overrides"].items():
+        if week not in cfg.weeks:
+            continue  # overrides for weeks this run does not include are inert
+        for exp in ov:
+            if exp not in cfg.weeks[week]["experiments"]:
+                known = cfg.weeks[week]["experiments"]
+                raise ConfigError(preset_file, f"overrides.{week}.{exp}", _unknown("experiment", exp, known))
+    for week, doc in cfg.weeks.items():
+        f = cfg.files[week]
+        for name, exp in doc["experiments"].items():
+            key = f"experiments.{name}"
+            for i, e in enumerate(exp["engines"]):
+                if e not in cfg.engines:
+                    raise ConfigError(f, f"{key}.engines[{i}]", _unknown("engine", e, cfg.engines))
+            if exp["gpus"] != "all":
+                for i, g in enumerate(exp["gpus"]):
+                    if g not in cfg.gpus:
+                        raise ConfigError(f, f"{key}.gpus[{i}]", _unknown("GPU", g, cfg.gpus))
+            if "model" in exp and exp["model"] not in cfg.models:
+                raise ConfigError(f, f"{key}.model", _unknown("model", exp["model"], cfg.models))
+            both = set(exp["sweep"]) & set(exp.get("fixed", {}))
+            if both:
+                raise ConfigError(f, f"{key}.fixed", f"{sorted(both)} also swept in {key}.sweep")

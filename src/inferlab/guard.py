@@ -1,0 +1,63 @@
+"""Roofline validity guard: no value faster than physics allows on its GPU is tabulated.
+
+For each measured value the guard computes the lower bound of the time the measured work takes
+on that GPU (``inferlab.theory``): reading the weights (and the KV cache) once per decode step at
+full HBM bandwidth, and the forward pass's FLOPs at the peak BF16 rate. A measurement below that
+bound cannot be a real execution of the work (the course's published Week 3 prefill column is an
+example: with prefix caching on, the "prefill" was a cache hit). Such values get ``valid=False``,
+``value=null``, and ``invalid_reason`` says which roof they break and by how much.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import theory
+
+LATENCY_METRICS = {"latency_avg", "latency_p10", "latency_p25", "latency_p50", "latency_p75", "latency_p90",
+                   "latency_p99"}
+
+
+def latency_bound_ms(arch: dict, dtype: str, gpu: dict, params: dict) -> float:
+    """Lower bound (ms) of one vllm-bench-latency iteration with these parameters."""
+    return 1e3 * theory.latency_floor_s(
+        arch, dtype, gpu, int(params["batch_size"]), int(params["input_len"]), int(params["output_len"])
+    )
+
+
+def check_value(metric: str, value: float, unit: str, arch: dict, dtype: str, gpu: dict, params: dict):
+    """(valid, reason) for one value."""
+    if value is None or pd.isna(value):
+        return True, None
+    if metric in LATENCY_METRICS:
+        bound = latency_bound_ms(arch, dtype, gpu, params)
+        measured = value
+    elif metric == "latency_per_output_token":
+        bound = latency_bound_ms(arch, dtype, gpu, params) / int(params["output_len"])
+        measured = value
+    else:
+        return True, None
+    if measured < bound:
+        return False, (
+            f"{measured:.4g} {unit} is below the roofline bound {bound:.4g} {unit} on {gpu.get('name', 'this GPU')} "
+            f"({params.get('batch_size')}x{params.get('input_len')} in, {params.get('output_len')} out: weights/KV "
+            f"at {gpu['hbm_gbps']} GB/s and 2*P*tokens FLOPs at {gpu['peak_bf16_tflops']} TFLOP/s); "
+            "a cache hit or a mismeasurement, not an execution of this work"
+        )
+    return True, None
+
+
+def apply(df: pd.DataFrame, arch: dict, dtype: str, gpu: dict) -> pd.DataFrame:
+    """Mark every row of one cell's (or one GPU's) frame; ``param_*`` columns give the parameters."""
+    df = df.copy()
+    pcols = [c for c in df.columns if c.startswith("param_")]
+    for i, row in df.iterrows():
+        params = {c[len("param_"):]: row[c] for c in pcols}
+        if not {"batch_size", "input_len", "output_len"} <= params.keys():
+            continue
+        ok, why = check_value(row["metric"], row["raw_value"], row["unit"], arch, dtype, gpu, params)
+        if not ok:
+            df.at[i, "valid"] = False
+            df.at[i, "invalid_reason"] = why
+            df.at[i, "value"] = None
+    return df

@@ -1,0 +1,132 @@
+"""Expand a week's experiments into cells: engine x GPU x the product of the sweep values.
+
+A cell is one benchmark run. Its id is a path segment built from its swept parameters in the
+order the week file lists them, with short prefixes (``bs16``, ``in512``, ``rr4``); its full
+address is ``<week>/<experiment>/<engine>/<gpu>/<cell>``, which is also its results folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from .config import Config
+from .errors import ConfigError
+
+SHORT = {
+    "batch_size": "bs",
+    "input_len": "in",
+    "output_len": "out",
+    "request_rate": "rr",
+    "num_prompts": "np",
+    "max_concurrency": "mc",
+}
+SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+$")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v)
+
+
+def cell_id(sweep: dict) -> str:
+    cid = "-".join(f"{SHORT.get(k, k)}{_fmt(v)}" for k, v in sweep.items())
+    if not SEGMENT.match(cid):
+        raise ValueError(f"cell id {cid!r} is not a safe path segment")
+    return cid
+
+
+@dataclass(frozen=True)
+class Cell:
+    week: str
+    experiment: str
+    engine: str
+    gpu: str
+    cell: str
+    tool: str
+    model: str
+    params: dict = field(hash=False, compare=False)  # swept + fixed, in order
+    swept: tuple = ()  # names of the swept parameters
+    engine_args: dict = field(default_factory=dict, hash=False, compare=False)
+    timeout_s: float | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.week}/{self.experiment}/{self.engine}/{self.gpu}/{self.cell}"
+
+    def to_dict(self) -> dict:
+        return {
+            "week": self.week,
+            "experiment": self.experiment,
+            "engine": self.engine,
+            "gpu": self.gpu,
+            "cell": self.cell,
+            "tool": self.tool,
+            "model": self.model,
+            "params": dict(self.params),
+            "swept": list(self.swept),
+            "engine_args": dict(self.engine_args),
+            "timeout_s": self.timeout_s,
+        }
+
+
+def effective_experiment(cfg: Config, week: str, name: str) -> dict:
+    """The experiment as this run sees it: the week file's entry with the preset's overrides."""
+    exp = copy.deepcopy(cfg.weeks[week]["experiments"][name])
+    ov = cfg.preset["overrides"].get(week, {}).get(name, {})
+    for key in ("sweep", "fixed"):
+        if key in ov:
+            exp[key] = {**exp.get(key, {}), **ov[key]}
+    for key in ("gpus", "engines"):
+        if key in ov:
+            exp[key] = ov[key]
+    return exp
+
+
+def expand_week(cfg: Config, week: str) -> list[Cell]:
+    cells = []
+    for name in cfg.weeks[week]["experiments"]:
+        exp = effective_experiment(cfg, week, name)
+        gpus = cfg.preset["gpus"] if exp.get("gpus", "all") == "all" else exp["gpus"]
+        # an experiment names GPUs; the run covers only the preset's (a cluster run may lack some)
+        gpus = [g for g in gpus if g in cfg.preset["gpus"]]
+        sweep = exp["sweep"]
+        fixed = exp.get("fixed", {})
+        names = list(sweep)
+        for e in exp["engines"]:
+            for g in gpus:
+                for values in itertools.product(*(sweep[k] for k in names)):
+                    point = dict(zip(names, values))
+                    cells.append(
+                        Cell(
+                            week=week,
+                            experiment=name,
+                            engine=e,
+                            gpu=g,
+                            cell=cell_id(point),
+                            tool=exp["tool"],
+                            model=exp.get("model", cfg.model_id),
+                            params={**point, **fixed},
+                            swept=tuple(names),
+                            engine_args=dict(exp.get("engine_args", {})),
+                            timeout_s=exp.get("timeout_s", cfg.preset["cell_timeout_s"]),
+                        )
+                    )
+    seen = {}
+    for c in cells:
+        if c.path in seen:
+            raise ConfigError(cfg.files[week], f"experiments.{c.experiment}", f"duplicate cell {c.path}")
+        seen[c.path] = c
+    return cells
+
+
+def expand(cfg: Config) -> dict[str, Cell]:
+    """All cells of the run, keyed by their path."""
+    out = {}
+    for week in cfg.weeks:
+        for c in expand_week(cfg, week):
+            out[c.path] = c
+    return out

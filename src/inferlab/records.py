@@ -1,0 +1,141 @@
+"""The normalized metrics schema (version 1): one row per (cell, metric), same columns for every
+engine and tool. Documented in docs/schema.md; ``COLUMNS`` is the source of truth.
+
+Parameters become columns named ``param_<name>`` (so they can never collide with the fixed
+columns). A cell that did not yield a number still has one row per metric its tool would have
+produced, with ``value`` null and ``status``/``reason``/``log_tail`` saying why: a table built from
+these rows shows "OOM" or "skipped" in that place, never a hole and never a number.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import engines as engines_mod
+
+SCHEMA_VERSION = 1
+
+COLUMNS: dict[str, tuple[str, str]] = {
+    # name: (pandas dtype, meaning)
+    "schema_version": ("int64", "version of this schema"),
+    "week": ("string", "course week id, e.g. week03"),
+    "experiment": ("string", "experiment id inside the week"),
+    "engine": ("string", "serving engine id (vllm, sglang)"),
+    "gpu": ("string", "accelerator id from config/gpus.yaml"),
+    "model": ("string", "model id from config/models.yaml"),
+    "cell": ("string", "cell id (swept parameters), e.g. bs16"),
+    "tool": ("string", "benchmark tool, e.g. vllm_bench_latency"),
+    "metric": ("string", "metric name, e.g. latency_avg"),
+    "value": ("float64", "the measurement; null when status != ok or when invalid"),
+    "unit": ("string", "unit of value (ms, ms/token, tok/s, ...)"),
+    "definition": ("string", "what the metric means, where engines differ"),
+    "status": ("string", "ok | failed | skipped"),
+    "reason": ("string", "failure class: oom, timeout, engine_error, client_error, parse_error, "
+               "cancelled, engine_unavailable (null when ok)"),
+    "detail": ("string", "human-readable detail of the failure"),
+    "log_tail": ("string", "last lines of the engine log for failed cells"),
+    "valid": ("boolean", "false when the value breaks physics (roofline guard)"),
+    "invalid_reason": ("string", "why the guard rejected the value"),
+    "raw_value": ("float64", "the value as measured, kept even when the guard invalidates it"),
+    "started_at": ("string", "UTC start of the cell"),
+    "wall_s": ("float64", "wall time of the cell job's benchmark step (s)"),
+    "engine_version": ("string", "engine version in the cell's environment"),
+    "torch_version": ("string", "torch version in the cell's environment"),
+    "host": ("string", "host the cell ran on"),
+    "slurm_job_id": ("string", "Slurm job id, if any"),
+    "git_commit": ("string", "workflow commit the cell ran from"),
+    "prefix_caching": ("string", "enabled | disabled | engine default"),
+    "command": ("string", "the exact command line"),
+}
+
+
+def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Engine | None = None) -> pd.DataFrame:
+    """Rows for one cell record (and its raw output when the cell succeeded)."""
+    prov = record.get("provenance", {})
+    ev = prov.get("engine_versions", {}) or {}
+    base = {
+        "schema_version": SCHEMA_VERSION,
+        **{k: record[k] for k in ("week", "experiment", "engine", "gpu", "model", "cell", "tool")},
+        "status": record["status"],
+        "reason": record.get("reason"),
+        "detail": record.get("detail"),
+        "log_tail": record.get("log_tail") if record["status"] != "ok" else None,
+        "started_at": record.get("started_at"),
+        "wall_s": record.get("wall_s"),
+        "engine_version": ev.get(record["engine"]) or ev.get(f"{record['engine']}-cpu"),
+        "torch_version": ev.get("torch"),
+        "host": prov.get("host"),
+        "slurm_job_id": (prov.get("slurm") or {}).get("SLURM_JOB_ID"),
+        "git_commit": (prov.get("workflow_git") or {}).get("commit"),
+        "prefix_caching": prov.get("prefix_caching"),
+        "command": " ".join(prov["command"]) if prov.get("command") else None,
+    }
+    eng = engine or engines_mod.get(record["engine"])(None, {})
+    metrics = None
+    if record["status"] == "ok":
+        try:
+            metrics = eng.parse(record["tool"], raw_path, record["params"])
+        except Exception as e:
+            base.update(status="failed", reason="parse_error", detail=f"{e.__class__.__name__}: {e}")
+    if metrics is None:
+        metrics = [{"metric": m, "value": None, "unit": u, "definition": None}
+                   for m, u in eng.metric_names(record["tool"])]
+        if not metrics:  # a tool with no known metrics still leaves a row
+            metrics = [{"metric": "status", "value": None, "unit": None, "definition": None}]
+    rows = []
+    for m in metrics:
+        rows.append({**base, **m, "raw_value": m.get("value"), "valid": True, "invalid_reason": None})
+    df = pd.DataFrame(rows)
+    for k, v in record["params"].items():
+        df[f"param_{k}"] = v
+    return normalize(df)
+
+
+def normalize(df: pd.DataFrame) -> pd.DataFrame:
+    """Cast to the schema's dtypes; column order: schema columns, then param_* sorted."""
+    for col, (dtype, _) in COLUMNS.items():
+        if col not in df:
+            df[col] = None
+        df[col] = df[col].astype(dtype)
+    params = sorted(c for c in df.columns if c.startswith("param_"))
+    return df[list(COLUMNS) + params]
+
+
+def read_record(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def schema_markdown() -> str:
+    lines = [
+        f"# Normalized metrics schema (version {SCHEMA_VERSION})",
+        "",
+        "Stage 3 writes one Parquet file per cell (`results/<week>/<experiment>/<engine>/<gpu>/<cell>/"
+        "metrics.parquet`), one row per metric. Generated from `inferlab.records.COLUMNS`; "
+        "`tests/test_records.py` fails if this file is out of date.",
+        "",
+        "| column | type | meaning |",
+        "|---|---|---|",
+    ]
+    for c, (t, m) in COLUMNS.items():
+        lines.append(f"| `{c}` | {t} | {m} |")
+    lines += [
+        "| `param_<name>` | as configured | every parameter of the cell (swept and fixed) |",
+        "",
+        "## Metric definitions",
+        "",
+        "- `latency_avg`, `latency_p{10,25,50,75,90,99}` (ms): wall time of one `generate()` call of the",
+        "  whole batch in `vllm bench latency` (batch_size prompts of input_len tokens, output_len new tokens).",
+        "- `latency_per_output_token` (ms/token) = `latency_avg / output_len`; includes the prefill, as the",
+        "  course's Week 3 decode table does.",
+        "- Week 3's prefill latency is `latency_avg` of a cell with `output_len = 1`.",
+        "",
+        "## Status and validity",
+        "",
+        "- `status` ok | failed | skipped; `reason` classifies failures; `value` is null unless ok.",
+        "- `valid` is false when the roofline guard finds the value faster than physics allows on that GPU;",
+        "  `value` is then null, `raw_value` keeps the measurement and `invalid_reason` says why.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,241 @@
+"""Run one benchmark cell and always leave a typed record behind.
+
+"Failure is data": whatever happens (engine missing, crash, OOM, hang past the deadline, a
+scheduler's SIGTERM, unreadable output), ``cell.json`` says so with a status, a reason class and
+the tail of the engine's log. Raw outputs and logs are kept; a previous attempt's files are moved
+to ``attempts/<timestamp>/`` rather than overwritten.
+
+The engine runs in its own process group (``start_new_session``) so teardown can signal the whole
+group — the engine's worker processes included — and wait for it to be gone, without touching any
+other process on a shared node.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from . import io, provenance
+from .engines.base import Engine
+
+RECORD = "cell.json"
+RAW = "raw.json"
+ENGINE_LOG = "engine.log"
+STATUSES = ("ok", "failed", "skipped")
+REASONS = (
+    "oom", "timeout", "engine_error", "client_error", "parse_error", "cancelled",
+    "engine_unavailable", "injected",
+)
+TAIL_LINES = 40
+
+
+def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _archive_previous(outdir: Path) -> None:
+    old = [outdir / n for n in (RAW, ENGINE_LOG, RECORD) if (outdir / n).exists()]
+    if not old:
+        return
+    dest = outdir / "attempts" / time.strftime("%Y%m%dT%H%M%S")
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in old:
+        shutil.move(str(p), dest / p.name)
+
+
+def kill_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """TERM the process group, wait up to ``grace_s``, then KILL; return when the group is gone."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = proc.pid
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.2)
+    proc.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # zombies of our own children count as gone once reaped; check /proc for live members
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+class _Terminated(Exception):
+    def __init__(self, signum):
+        self.signum = signum
+
+
+def _slurm_state() -> str | None:
+    """The job's state as Slurm sees it (TIMEOUT, CANCELLED...), when inside a Slurm job."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or not shutil.which("scontrol"):
+        return None
+    try:
+        r = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for tok in r.stdout.split():
+        if tok.startswith("JobState="):
+            return tok.split("=", 1)[1]
+    return None
+
+
+def fault_command(kind: str, cmd: list[str]) -> list[str]:
+    """A real failure of the named kind, for testing the failure path end to end."""
+    if kind == "crash":
+        # the real engine, told to fit a context it cannot: it refuses and exits non-zero
+        return cmd + ["--max-model-len", "8"]
+    if kind == "hang":
+        return ["sleep", "100000"]
+    if kind == "oom":
+        # the real engine under an address-space limit: allocation fails at import/load
+        return ["prlimit", "--as=600000000", "--"] + cmd
+    raise ValueError(f"unknown fault kind {kind!r}")
+
+
+def run_cell(
+    cell: dict,
+    engine: Engine,
+    model_path: str,
+    outdir: Path | str,
+    workflow_dir: Path | str = ".",
+    timeout_s: float | None = None,
+    fault: str | None = None,
+) -> dict:
+    """Run ``cell`` (a :meth:`inferlab.matrix.Cell.to_dict`) and write ``outdir/cell.json``."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    _archive_previous(outdir)
+    raw = outdir / RAW
+    elog = outdir / ENGINE_LOG
+    record = {
+        "schema_version": 1,
+        **{k: cell[k] for k in ("week", "experiment", "engine", "gpu", "cell", "tool", "model")},
+        "params": cell["params"],
+        "engine_args": cell.get("engine_args", {}),
+        "status": None,
+        "reason": None,
+        "detail": None,
+        "returncode": None,
+        "log_tail": "",
+        "raw": RAW,
+        "engine_log": ENGINE_LOG,
+        "started_at": provenance.now(),
+        "finished_at": None,
+        "wall_s": None,
+        "injected_fault": fault,
+    }
+    t0 = time.monotonic()
+
+    def finish(status, reason=None, detail=None, returncode=None):
+        record.update(
+            status=status,
+            reason=reason,
+            detail=detail,
+            returncode=returncode,
+            log_tail=log_tail(elog),
+            finished_at=provenance.now(),
+            wall_s=round(time.monotonic() - t0, 3),
+        )
+        io.write_json(outdir / RECORD, record)
+        return record
+
+    ok, why = engine.availability()
+    cmd = None
+    if ok:
+        cmd = engine.command(cell["tool"], model_path, cell["params"], cell.get("engine_args", {}), raw)
+        if fault:
+            cmd = fault_command(fault, cmd)
+    prefix = cell.get("engine_args", {}).get("enable_prefix_caching")
+    record["provenance"] = provenance.collect(
+        workflow_dir,
+        engine.versions() if ok else {},
+        cmd,
+        {"prefix_caching": {True: "enabled", False: "disabled"}.get(prefix, "engine default")},
+    )
+    if not ok:
+        return finish("skipped", "engine_unavailable", why)
+
+    prev = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(signum, frame):
+        raise _Terminated(signum)
+
+    for s in prev:
+        signal.signal(s, on_signal)
+    proc = None
+    try:
+        with open(elog, "wb") as lf:
+            lf.write(("$ " + " ".join(cmd) + "\n").encode())
+            lf.flush()
+            proc = subprocess.Popen(
+                cmd, stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=engine.environ(outdir), cwd=outdir, start_new_session=True,
+            )
+            try:
+                rc = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                kill_group(proc)
+                return finish("failed", "timeout", f"no result within {timeout_s:g} s; process group killed",
+                              proc.returncode)
+        if rc != 0:
+            reason = engine.classify_failure(rc, log_tail(elog, 400))
+            return finish("failed", reason, f"engine exited with {rc}", rc)
+        if not raw.exists():
+            return finish("failed", "client_error", "exit 0 but no output file", rc)
+        try:
+            engine.parse(cell["tool"], raw, cell["params"])
+        except Exception as e:  # unreadable output is a typed failure, not a crash
+            return finish("failed", "parse_error", f"{e.__class__.__name__}: {e}", rc)
+        return finish("ok", None, None, rc)
+    except _Terminated as t:
+        if proc is not None:
+            kill_group(proc, grace_s=5.0)
+        state = _slurm_state()
+        reason = {"TIMEOUT": "timeout", "OUT_OF_MEMORY": "oom"}.get(state or "", "cancelled")
+        finish("failed", reason, f"runner got signal {t.signum}; Slurm state {state or 'n/a'}",
+               proc.returncode if proc else None)
+        raise SystemExit(128 + t.signum) from None
+    finally:
+        for s, h in prev.items():
+            signal.signal(s, h)
+        if proc is not None and proc.poll() is None:
+            kill_group(proc, grace_s=5.0)
+        elif proc is not None:
+            # the leader exited; workers it forked may linger in the group (vLLM's EngineCore)
+            kill_group(proc, grace_s=5.0)

@@ -1,0 +1,56 @@
+"""Table helpers shared by the weeks: how a cell is shown, Markdown/CSV output."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from . import io
+
+NOT_IN_MATRIX = "n/a"
+
+
+def show(row: pd.Series | None, fmt: str = "{:.2f}") -> str:
+    """The text of one table cell: the number, or what happened instead. Never blank."""
+    if row is None:
+        return NOT_IN_MATRIX
+    if row["status"] == "skipped":
+        return f"SKIPPED ({row['reason']})"
+    if row["status"] != "ok":
+        reason = row["reason"] or "failed"
+        return reason.upper() if reason in ("oom", "timeout") else f"FAILED ({reason})"
+    if row["valid"] is False or (not pd.isna(row["valid"]) and not bool(row["valid"])):
+        return f"INVALID ({fmt.format(row['raw_value'])} < roofline)"
+    v = row["value"]
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "FAILED (no value)"
+    return fmt.format(v)
+
+
+def lookup(df: pd.DataFrame, **eq) -> pd.Series | None:
+    m = pd.Series(True, index=df.index)
+    for k, v in eq.items():
+        m &= df[k] == v
+    sub = df[m]
+    if sub.empty:
+        return None
+    return sub.iloc[0]
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(str(v) for v in r.tolist()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, outdir: Path, name: str, title: str, notes: list[str] = ()) -> dict:
+    outdir = Path(outdir)
+    md = f"### {title}\n\n" + to_markdown(df) + "".join(f"\n{n}\n" for n in notes)
+    io.write_text(outdir / f"{name}.md", md)
+    with io.atomic_path(outdir / f"{name}.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    return {"name": name, "title": title, "markdown": md}

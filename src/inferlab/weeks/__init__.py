@@ -1,0 +1,9 @@
+"""Per-week aggregation: the course's tables and figures for one week, built from its Parquet.
+
+A week module exposes ``aggregate(df, cfg, outdir) -> list[dict]`` (the tables it wrote, for the
+report) and writes its figures under ``outdir/figures``.
+"""
+
+from . import week03
+
+WEEKS = {"week03": week03}

@@ -1,0 +1,173 @@
+"""Week 3 — Roofline: the course's four tables and two figures.
+
+Tables (results/week03/tables/):
+- ``decode_per_token``: GPU x batch size, per-output-token latency (ms/token), plus AI*;
+- ``prefill_latency``: GPU x input length, bs=1 latency (ms), plus steady-state us/token (slope
+  between the two longest lengths, as the course computes it);
+- ``decode_floor``: theoretical decode floor (weights / HBM bandwidth) vs measured bs=1 ms/token,
+  with HBM utilization %;
+- ``ridge``: AI* = peak FLOP/s / HBM bandwidth per GPU, from config specs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .. import theory
+from ..tables import lookup, show, write_table
+
+
+def _gpus(df: pd.DataFrame, cfg) -> list[str]:
+    present = set(df["gpu"])
+    return [g for g in cfg.preset["gpus"] if g in present] + sorted(present - set(cfg.preset["gpus"]))
+
+
+def decode_table(df, cfg):
+    d = df[(df.experiment == "decode") & (df.metric == "latency_per_output_token")]
+    sizes = sorted(d["param_batch_size"].dropna().astype(int).unique())
+    rows = []
+    for g in _gpus(d, cfg):
+        r = {"GPU": g}
+        for bs in sizes:
+            r[f"bs={bs}"] = show(lookup(d, gpu=g, param_batch_size=bs))
+        r["Theoretical AI*"] = f"{theory.ridge_ai(cfg.gpu(g)):.0f}"
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def prefill_table(df, cfg):
+    d = df[(df.experiment == "prefill") & (df.metric == "latency_avg")]
+    lens = sorted(d["param_input_len"].dropna().astype(int).unique())
+    rows = []
+    for g in _gpus(d, cfg):
+        r = {"GPU": g}
+        for L in lens:
+            r[f"L={L}"] = show(lookup(d, gpu=g, param_input_len=L))
+        r["Steady-state us/tok"] = _steady_state(d[d.gpu == g], lens)
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _steady_state(d, lens) -> str:
+    if len(lens) < 2:
+        return "n/a (needs two lengths)"
+    a, b = lens[-2], lens[-1]
+    ra, rb = lookup(d, param_input_len=a), lookup(d, param_input_len=b)
+    for r in (ra, rb):
+        if r is None or r["status"] != "ok" or not bool(r["valid"]) or pd.isna(r["value"]):
+            return f"n/a ({show(r)} at L={a if r is ra else b})"
+    return f"{(rb['value'] - ra['value']) * 1e3 / (b - a):.2f}"
+
+
+def floor_table(df, cfg):
+    d = df[(df.experiment == "decode") & (df.metric == "latency_per_output_token")]
+    rows = []
+    for g in _gpus(d, cfg):
+        gpu = cfg.gpu(g)
+        model = cfg.model(d[d.gpu == g]["model"].iloc[0])
+        floor_ms = 1e3 * theory.weights_floor_s(model["architecture"], model["dtype"], gpu)
+        r1 = lookup(d, gpu=g, param_batch_size=1)
+        measured = show(r1)
+        if r1 is not None and r1["status"] == "ok" and bool(r1["valid"]) and not pd.isna(r1["value"]):
+            util = f"{100 * floor_ms / r1['value']:.0f}%"
+        else:
+            util = "n/a"
+        rows.append({"GPU": g, "HBM bandwidth (GB/s)": f"{gpu['hbm_gbps']:g}",
+                     "Theoretical floor (ms)": f"{floor_ms:.3g}", "Measured bs=1 (ms/tok)": measured,
+                     "HBM utilization": util})
+    return pd.DataFrame(rows)
+
+
+def ridge_table(cfg, gpus):
+    rows = []
+    for g in gpus:
+        gpu = cfg.gpu(g)
+        ai = theory.ridge_ai(gpu)
+        rows.append({"GPU": g, "Peak BF16 (TFLOP/s)": f"{gpu['peak_bf16_tflops']:g}",
+                     "HBM bandwidth (GB/s)": f"{gpu['hbm_gbps']:g}", "Ridge AI* (FLOP/byte)": f"{ai:.0f}",
+                     "Compute-bound at": f"prefill L >= {ai:.0f} or decode bs >= {ai:.0f}"})
+    return pd.DataFrame(rows)
+
+
+def figures(df, cfg, outdir: Path) -> list[dict]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    sns.set_theme(style="whitegrid")
+    made = []
+    gpus = _gpus(df, cfg)
+    palette = dict(zip(gpus, sns.color_palette("tab10", len(gpus))))
+
+    dec = df[(df.experiment == "decode") & (df.metric == "latency_per_output_token") & df.value.notna()]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if not dec.empty:
+        sns.lineplot(data=dec, x="param_batch_size", y="value", hue="gpu", palette=palette, marker="o", ax=ax)
+    for g in gpus:
+        ax.axvline(theory.ridge_ai(cfg.gpu(g)), color=palette[g], ls="--", lw=1, label=f"AI* {g}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("decode batch size (AI ~ batch)")
+    ax.set_ylabel("per-output-token latency (ms/token)")
+    ax.set_title("Week 3: decode batch sweep (dashed: theoretical ridge AI*)")
+    ax.legend(fontsize=8)
+    missing = _missing(df, "decode", "latency_per_output_token", "param_batch_size", "bs")
+    p = outdir / "decode_batch_sweep.png"
+    _save(fig, p, missing)
+    made.append({"path": p, "caption": "Per-token latency vs decode batch size per GPU; dashed lines mark "
+                 "AI* = peak FLOP/s / HBM bandwidth." + (f" Not plotted: {missing}." if missing else "")})
+
+    pre = df[(df.experiment == "prefill") & (df.metric == "latency_avg") & df.value.notna()]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if not pre.empty:
+        sns.lineplot(data=pre, x="param_input_len", y="value", hue="gpu", palette=palette, marker="o", ax=ax)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("prefill input length L (tokens, bs=1, output 1)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Week 3: prefill length sweep")
+    missing = _missing(df, "prefill", "latency_avg", "param_input_len", "L=")
+    p = outdir / "prefill_length_sweep.png"
+    _save(fig, p, missing)
+    made.append({"path": p, "caption": "Prefill latency vs input length per GPU (bs=1, one output token)."
+                 + (f" Not plotted: {missing}." if missing else "")})
+    return made
+
+
+def _missing(df, exp, metric, col, label) -> str:
+    d = df[(df.experiment == exp) & (df.metric == metric) & df.value.isna()]
+    return ", ".join(f"{r.gpu} {label}{int(r[col])}: {show(r)}" for _, r in d.iterrows())
+
+
+def _save(fig, path: Path, note: str):
+    from ..io import atomic_path
+
+    if note:
+        fig.text(0.01, 0.01, f"not plotted: {note}"[:160], fontsize=7, color="firebrick")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def aggregate(df: pd.DataFrame, cfg, outdir: Path) -> dict:
+    outdir = Path(outdir)
+    tdir = outdir / "tables"
+    tables = [
+        write_table(decode_table(df, cfg), tdir, "decode_per_token",
+                    "Decode batch sweep: per-output-token latency (ms/token)",
+                    ["Per-token latency = latency_avg / output_len (includes the prefill), as in the course."]),
+        write_table(prefill_table(df, cfg), tdir, "prefill_latency", "Prefill length sweep: latency (ms), bs=1",
+                    ["Steady-state us/tok = slope between the two longest input lengths."]),
+        write_table(floor_table(df, cfg), tdir, "decode_floor",
+                    "Theoretical decode floor (weights / HBM bandwidth) vs measured (bs=1)",
+                    ["HBM utilization = theoretical floor / measured per-token latency."]),
+        write_table(ridge_table(cfg, _gpus(df, cfg)), tdir, "ridge", "Ridge point AI* per GPU (from config specs)"),
+    ]
+    figs = figures(df, cfg, outdir / "figures")
+    return {"tables": tables, "figures": figs}

@@ -1,0 +1,30 @@
+# Thin adapter: rule bench_cell -> inferlab.runner.run_cell (always writes a typed cell record).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # noqa: F821
+from inferlab import engines, runner  # noqa: E402
+from inferlab.smk import logged  # noqa: E402
+
+sm = snakemake  # noqa: F821
+with logged(sm.log[0]):
+    spec = sm.params.spec
+    root = Path(sm.scriptdir).parents[1]
+    setup = spec["engine_setup"]
+    env = setup.get("env")
+    if env and not Path(env).is_absolute():
+        env = str(root / env)
+    engine = engines.get(spec["cell"]["engine"])(
+        env, spec["engine_catalog"], setup.get("args", {}), setup.get("env_vars", {})
+    )
+    record = runner.run_cell(
+        spec["cell"],
+        engine,
+        str(Path(sm.input.model).absolute()),
+        Path(sm.output.record).parent,
+        workflow_dir=root,
+        timeout_s=spec["cell"].get("timeout_s"),
+        fault=spec.get("fault"),
+    )
+    print(f"{spec['cell']['week']}/{spec['cell']['experiment']}/{spec['cell']['cell']}: "
+          f"{record['status']} {record['reason'] or ''} {record['detail'] or ''}")
