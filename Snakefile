@@ -25,9 +25,9 @@ include: "rules/aggregate.smk"
 
 
 rule all:
+    default_target: True
     input:
         [week_outputs(w) for w in WEEKS],
-    default_target: True
 
 
 for _week in WEEKS:
@@ -37,3 +37,7 @@ for _week in WEEKS:
             f"{_week}_all"
         input:
             week_outputs(_week),
+
+
+onsuccess:
+    print(done_message())

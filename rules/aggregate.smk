@@ -3,7 +3,13 @@
 
 rule aggregate_week:
     input:
-        week_metrics,
+        metrics=week_metrics,
+        code=AGGREGATE_CODE,
+        reference=lambda w: [
+            f
+            for f in [f"{CFG.files['catalog_dir']}/reference/{w.week}.yaml"]
+            if Path(f).exists()
+        ],
     output:
         report=RESULTS + "/{week}/report.md",
         parquet=RESULTS + "/{week}/{week}.parquet",
@@ -11,8 +17,8 @@ rule aggregate_week:
         figures=directory(RESULTS + "/{week}/figures"),
     log:
         LOGS + "/{week}/aggregate_week.log",
+    localrule: True
     params:
         preset=config,
-    localrule: True
     script:
         "../workflow/scripts/aggregate_week.py"

@@ -9,13 +9,13 @@ rule bench_cell:
         record=CELL_DIR + "/cell.json",
     log:
         CELL_LOG + "/bench_cell.log",
-    params:
-        spec=cell_spec,
     threads: 2
     resources:
         gpu=cell_gpus,
         runtime=cell_runtime_min,
         mem_mb=16000,
         slurm_partition=cell_partition,
+    params:
+        spec=cell_spec,
     script:
         "../workflow/scripts/bench_cell.py"

@@ -1,4 +1,5 @@
 # Helpers shared by the rules. The logic lives in the inferlab package (src/inferlab).
+import json
 import sys
 from pathlib import Path
 
@@ -13,6 +14,15 @@ WEEKS = list(CFG.weeks)
 RESULTS = CFG.preset["results"]
 LOGS = CFG.preset["logs"]
 CACHE = CFG.preset["cache"]
+PKG = Path(workflow.basedir) / "src" / "inferlab"
+# The library code each stage's result depends on: edit it and that stage reruns (cheap, local
+# stages only; a benchmark cell reruns when its parameters change, not when Python is edited).
+EXTRACT_CODE = [
+    str(PKG / f) for f in ("records.py", "guard.py", "theory.py", "engines/vllm.py")
+]
+AGGREGATE_CODE = [
+    str(PKG / f) for f in ("aggregate.py", "tables.py", "theory.py", "guard.py")
+] + [str(p) for p in sorted((PKG / "weeks").glob("*.py"))]
 CELL_DIR = RESULTS + "/{week}/{experiment}/{engine}/{gpu}/{cell}"
 CELL_LOG = LOGS + "/{week}/{experiment}/{engine}/{gpu}/{cell}"
 
@@ -83,3 +93,15 @@ def week_metrics(wildcards):
 
 def week_outputs(week):
     return [f"{RESULTS}/{week}/report.md", f"{RESULTS}/{week}/{week}.parquet"]
+
+
+def done_message():
+    lines = ["", "inferlab: done. Outputs per week:"]
+    for w in WEEKS:
+        root = Path(RESULTS) / w
+        if (root / "report.md").exists():
+            lines.append(f"  {w}: report   {root / 'report.md'}")
+            lines.append(f"  {w}: tables   {root / 'tables'}/*.md|csv")
+            lines.append(f"  {w}: figures  {root / 'figures'}/*.png")
+            lines.append(f"  {w}: metrics  {root / (w + '.parquet')}")
+    return "\n".join(lines)

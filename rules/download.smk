@@ -6,10 +6,10 @@ rule download_model:
         directory(CACHE + "/models/hub/{model}"),
     log:
         LOGS + "/download/model_{model}.log",
+    localrule: True
     params:
         repo_id=lambda w: CFG.model(w.model)["repo_id"],
         revision=lambda w: CFG.model(w.model)["revision"],
-    localrule: True
     script:
         "../workflow/scripts/download_model.py"
 
@@ -22,12 +22,14 @@ rule build_model:
     log:
         LOGS + "/download/build_{model}.log",
     params:
-        spec=lambda w: {**CFG.model(w.model)["architecture"], "seed": 0},
-        python=lambda w: str(Path(CFG.preset["engines"]["vllm"]["env"]) / "bin" / "python"),
+        spec=lambda w: json.dumps({**CFG.model(w.model)["architecture"], "seed": 0}),
+        python=lambda w: str(
+            Path(CFG.preset["engines"]["vllm"]["env"]) / "bin" / "python"
+        ),
         src=str(Path(workflow.basedir) / "src"),
     shell:
         "PYTHONPATH={params.src} {params.python} -m inferlab.tinymodel --out {output} "
-        "--spec '{params.spec:q}' > {log} 2>&1"
+        "--spec {params.spec:q} > {log} 2>&1"
 
 
 rule download_dataset:
@@ -35,9 +37,9 @@ rule download_dataset:
         CACHE + "/datasets/{dataset}/{filename}",
     log:
         LOGS + "/download/dataset_{dataset}_{filename}.log",
+    localrule: True
     params:
         url=lambda w: CFG.datasets[w.dataset]["url"],
         sha256=lambda w: CFG.datasets[w.dataset]["sha256"],
-    localrule: True
     script:
         "../workflow/scripts/download_dataset.py"

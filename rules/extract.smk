@@ -5,13 +5,14 @@
 rule extract_metrics:
     input:
         record=CELL_DIR + "/cell.json",
+        code=EXTRACT_CODE,
     output:
         CELL_DIR + "/metrics.parquet",
     log:
         CELL_LOG + "/extract_metrics.log",
+    localrule: True
     params:
         gpu=lambda w: CFG.gpu(w.gpu),
         model=lambda w: CFG.model(cell_of(w).model),
-    localrule: True
     script:
         "../workflow/scripts/extract_metrics.py"

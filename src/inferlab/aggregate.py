@@ -35,10 +35,14 @@ def write_report(week, cfg, df, result, path: Path) -> None:
     doc = cfg.weeks[week]
     summ = status_summary(df)
     counts = summ["status"].value_counts().to_dict()
-    lines = [f"# {week}: {doc.get('title', '')}", "",
-             f"Preset `{cfg.preset.get('preset', '?')}`; GPUs: {', '.join(cfg.preset['gpus'])}; "
-             f"model `{cfg.model_id}`.", "",
-             "Cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), ""]
+    lines = [
+        f"# {week}: {doc.get('title', '')}",
+        "",
+        f"Preset `{cfg.preset.get('preset', '?')}`; GPUs: {', '.join(cfg.preset['gpus'])}; model `{cfg.model_id}`.",
+        "",
+        "Cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+        "",
+    ]
     invalid = df[df["valid"] == False]  # noqa: E712 (pandas boolean column)
     if not invalid.empty:
         lines += ["## Values rejected by the roofline guard", ""]
@@ -53,12 +57,13 @@ def write_report(week, cfg, df, result, path: Path) -> None:
     if not bad.empty:
         lines += ["## Cells that did not produce numbers", ""]
         for _, r in bad.iterrows():
-            lines.append(f"- `{week}/{r.experiment}/{r.engine}/{r.gpu}/{r.cell}`: {r.status} "
-                         f"({r.reason}): {r.detail}")
+            lines.append(f"- `{week}/{r.experiment}/{r.engine}/{r.gpu}/{r.cell}`: {r.status} ({r.reason}): {r.detail}")
         lines.append("")
     versions = df.drop_duplicates(["engine_version", "torch_version", "git_commit", "host"])
     lines += ["## Provenance", ""]
     for _, r in versions.iterrows():
-        lines.append(f"- engine {r.engine} {r.engine_version}, torch {r.torch_version}, host {r.host}, "
-                     f"workflow commit {r.git_commit}, prefix caching {r.prefix_caching}")
+        lines.append(
+            f"- engine {r.engine} {r.engine_version}, torch {r.torch_version}, host {r.host}, "
+            f"workflow commit {r.git_commit}, prefix caching {r.prefix_caching}"
+        )
     io.write_text(path, "\n".join(lines) + "\n")

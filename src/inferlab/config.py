@@ -119,7 +119,7 @@ def load(preset: dict | str | Path, base_dir: Path | str = ".") -> Config:
 
     catalog_dir = base_dir / preset["catalog"]
     docs = {}
-    files = {"preset": str(preset_file)}
+    files = {"preset": str(preset_file), "catalog_dir": str(catalog_dir)}
     for name in CATALOGS:
         f = catalog_dir / f"{name}.yaml"
         docs[name] = validate(load_yaml(f), name, f)[name]

@@ -14,8 +14,15 @@ import pandas as pd
 
 from . import theory
 
-LATENCY_METRICS = {"latency_avg", "latency_p10", "latency_p25", "latency_p50", "latency_p75", "latency_p90",
-                   "latency_p99"}
+LATENCY_METRICS = {
+    "latency_avg",
+    "latency_p10",
+    "latency_p25",
+    "latency_p50",
+    "latency_p75",
+    "latency_p90",
+    "latency_p99",
+}
 
 
 def latency_bound_ms(arch: dict, dtype: str, gpu: dict, params: dict) -> float:
@@ -52,7 +59,7 @@ def apply(df: pd.DataFrame, arch: dict, dtype: str, gpu: dict) -> pd.DataFrame:
     df = df.copy()
     pcols = [c for c in df.columns if c.startswith("param_")]
     for i, row in df.iterrows():
-        params = {c[len("param_"):]: row[c] for c in pcols}
+        params = {c[len("param_") :]: row[c] for c in pcols}
         if not {"batch_size", "input_len", "output_len"} <= params.keys():
             continue
         ok, why = check_value(row["metric"], row["raw_value"], row["unit"], arch, dtype, gpu, params)

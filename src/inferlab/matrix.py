@@ -99,7 +99,7 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
         for e in exp["engines"]:
             for g in gpus:
                 for values in itertools.product(*(sweep[k] for k in names)):
-                    point = dict(zip(names, values))
+                    point = dict(zip(names, values, strict=False))
                     cells.append(
                         Cell(
                             week=week,

@@ -14,7 +14,7 @@ SLURM_VARS = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_JOB_NODELIST", "SLUR
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def git_state(repo: Path | str = ".") -> dict:
@@ -48,8 +48,12 @@ def gpu_info() -> dict:
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = pynvml.nvmlDeviceGetMemoryInfo(h)
             out["devices"].append(
-                {"index": i, "name": _s(pynvml.nvmlDeviceGetName(h)), "uuid": _s(pynvml.nvmlDeviceGetUUID(h)),
-                 "memory_total_mib": mem.total // 2**20}
+                {
+                    "index": i,
+                    "name": _s(pynvml.nvmlDeviceGetName(h)),
+                    "uuid": _s(pynvml.nvmlDeviceGetUUID(h)),
+                    "memory_total_mib": mem.total // 2**20,
+                }
             )
         return out
     finally:
@@ -60,7 +64,9 @@ def _s(v):
     return v.decode() if isinstance(v, bytes) else v
 
 
-def collect(workflow_dir: Path | str, engine_versions: dict, command: list[str] | None, extra: dict | None = None) -> dict:
+def collect(
+    workflow_dir: Path | str, engine_versions: dict, command: list[str] | None, extra: dict | None = None
+) -> dict:
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),

@@ -33,8 +33,11 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "unit": ("string", "unit of value (ms, ms/token, tok/s, ...)"),
     "definition": ("string", "what the metric means, where engines differ"),
     "status": ("string", "ok | failed | skipped"),
-    "reason": ("string", "failure class: oom, timeout, engine_error, client_error, parse_error, "
-               "cancelled, engine_unavailable (null when ok)"),
+    "reason": (
+        "string",
+        "failure class: oom, timeout, engine_error, client_error, parse_error, "
+        "cancelled, engine_unavailable (null when ok)",
+    ),
     "detail": ("string", "human-readable detail of the failure"),
     "log_tail": ("string", "last lines of the engine log for failed cells"),
     "valid": ("boolean", "false when the value breaks physics (roofline guard)"),
@@ -81,8 +84,9 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
         except Exception as e:
             base.update(status="failed", reason="parse_error", detail=f"{e.__class__.__name__}: {e}")
     if metrics is None:
-        metrics = [{"metric": m, "value": None, "unit": u, "definition": None}
-                   for m, u in eng.metric_names(record["tool"])]
+        metrics = [
+            {"metric": m, "value": None, "unit": u, "definition": None} for m, u in eng.metric_names(record["tool"])
+        ]
         if not metrics:  # a tool with no known metrics still leaves a row
             metrics = [{"metric": "status", "value": None, "unit": None, "definition": None}]
     rows = []

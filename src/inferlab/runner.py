@@ -27,8 +27,14 @@ RAW = "raw.json"
 ENGINE_LOG = "engine.log"
 STATUSES = ("ok", "failed", "skipped")
 REASONS = (
-    "oom", "timeout", "engine_error", "client_error", "parse_error", "cancelled",
-    "engine_unavailable", "injected",
+    "oom",
+    "timeout",
+    "engine_error",
+    "client_error",
+    "parse_error",
+    "cancelled",
+    "engine_unavailable",
+    "injected",
 )
 TAIL_LINES = 40
 
@@ -138,7 +144,7 @@ def run_cell(
     fault: str | None = None,
 ) -> dict:
     """Run ``cell`` (a :meth:`inferlab.matrix.Cell.to_dict`) and write ``outdir/cell.json``."""
-    outdir = Path(outdir)
+    outdir = Path(outdir).absolute()
     outdir.mkdir(parents=True, exist_ok=True)
     _archive_previous(outdir)
     raw = outdir / RAW
@@ -204,15 +210,21 @@ def run_cell(
             lf.write(("$ " + " ".join(cmd) + "\n").encode())
             lf.flush()
             proc = subprocess.Popen(
-                cmd, stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=engine.environ(outdir), cwd=outdir, start_new_session=True,
+                cmd,
+                stdout=lf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=engine.environ(outdir),
+                cwd=outdir,
+                start_new_session=True,
             )
             try:
                 rc = proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 kill_group(proc)
-                return finish("failed", "timeout", f"no result within {timeout_s:g} s; process group killed",
-                              proc.returncode)
+                return finish(
+                    "failed", "timeout", f"no result within {timeout_s:g} s; process group killed", proc.returncode
+                )
         if rc != 0:
             reason = engine.classify_failure(rc, log_tail(elog, 400))
             return finish("failed", reason, f"engine exited with {rc}", rc)
@@ -228,8 +240,12 @@ def run_cell(
             kill_group(proc, grace_s=5.0)
         state = _slurm_state()
         reason = {"TIMEOUT": "timeout", "OUT_OF_MEMORY": "oom"}.get(state or "", "cancelled")
-        finish("failed", reason, f"runner got signal {t.signum}; Slurm state {state or 'n/a'}",
-               proc.returncode if proc else None)
+        finish(
+            "failed",
+            reason,
+            f"runner got signal {t.signum}; Slurm state {state or 'n/a'}",
+            proc.returncode if proc else None,
+        )
         raise SystemExit(128 + t.signum) from None
     finally:
         for s, h in prev.items():

@@ -27,10 +27,10 @@ def load_config(snakemake):
     """The validated Config in a script (the rule passes the preset dict as params.preset)."""
     from . import config
 
-    return config.load(snakemake.params.preset, base_dir=Path(snakemake.scriptdir).parents[1])
+    return config.load(snakemake.params.preset, base_dir=Path(snakemake.scriptdir).resolve().parents[1])
 
 
 def add_src_to_path(scriptdir) -> None:
-    src = str(Path(scriptdir).parents[1] / "src")
+    src = str(Path(scriptdir).resolve().parents[1] / "src")
     if src not in sys.path:
         sys.path.insert(0, src)

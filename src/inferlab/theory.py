@@ -68,17 +68,20 @@ def prefill_floor_s(arch: dict, gpu: dict, tokens: float) -> float:
 
 
 def latency_floor_s(arch: dict, dtype: str, gpu: dict, batch_size: int, input_len: int, output_len: int) -> float:
-    """Lower bound of one `vllm bench latency` iteration: prefill of bs x in tokens, whichever
-    roof binds (compute, or reading the weights once), then output_len - 1 decode steps, each
-    bounded by max(reading weights + KV, the batch's FLOPs)."""
-    pre = max(prefill_floor_s(arch, gpu, batch_size * input_len), weights_floor_s(arch, dtype, gpu))
-    total = pre
-    for step in range(1, output_len):
-        ctx = input_len + step
-        mem = decode_floor_s(arch, dtype, gpu, batch_size, ctx)
-        comp = prefill_floor_s(arch, gpu, batch_size)
-        total += max(mem, comp)
-    return total
+    """Strict lower bound of one `vllm bench latency` iteration (bs prompts of input_len tokens,
+    output_len new tokens each). Whatever the scheduler does (chunked prefill may mix prefill and
+    decode in one step), the run must
+    - compute every token once: 2 P x bs x (input_len + output_len - 1) FLOPs at peak, and
+    - take at least output_len forward steps (one new token per sequence per step), each reading
+      the weights once, and read each sequence's KV context once per decode step,
+    so it takes at least the larger of the two times.
+    """
+    tokens = batch_size * (input_len + output_len - 1)
+    compute = prefill_floor_s(arch, gpu, tokens)
+    kv_tokens = batch_size * sum(input_len + t for t in range(1, output_len))
+    mem_bytes = output_len * weights_bytes(arch, dtype) + kv_tokens * kv_bytes_per_token(arch, dtype)
+    memory = mem_bytes / (gpu["hbm_gbps"] * 1e9)
+    return max(compute, memory)
 
 
 def hbm_utilization(floor_s: float, measured_s: float) -> float:

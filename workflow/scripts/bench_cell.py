@@ -2,14 +2,14 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # noqa: F821
 from inferlab import engines, runner  # noqa: E402
 from inferlab.smk import logged  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
     spec = sm.params.spec
-    root = Path(sm.scriptdir).parents[1]
+    root = Path(sm.scriptdir).resolve().parents[1]
     setup = spec["engine_setup"]
     env = setup.get("env")
     if env and not Path(env).is_absolute():
@@ -26,5 +26,7 @@ with logged(sm.log[0]):
         timeout_s=spec["cell"].get("timeout_s"),
         fault=spec.get("fault"),
     )
-    print(f"{spec['cell']['week']}/{spec['cell']['experiment']}/{spec['cell']['cell']}: "
-          f"{record['status']} {record['reason'] or ''} {record['detail'] or ''}")
+    print(
+        f"{spec['cell']['week']}/{spec['cell']['experiment']}/{spec['cell']['cell']}: "
+        f"{record['status']} {record['reason'] or ''} {record['detail'] or ''}"
+    )

@@ -27,10 +27,22 @@ def engine_args_to_cli(args: dict) -> list[str]:
 
 # Failure classes a cell record can carry (``reason``), most specific first when matching logs.
 FAILURE_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("oom", re.compile(r"out of memory|OutOfMemoryError|CUDA error: out of memory|Cannot allocate memory|"
-                       r"No available memory for the cache blocks|oom-kill", re.I)),
-    ("engine_error", re.compile(r"EngineCore (failed|encountered)|Engine core initialization failed|"
-                                r"EngineDeadError|RuntimeError|ValueError|Traceback", re.I)),
+    (
+        "oom",
+        re.compile(
+            r"out of memory|OutOfMemoryError|CUDA error: out of memory|Cannot allocate memory|"
+            r"No available memory for the cache blocks|oom-kill",
+            re.I,
+        ),
+    ),
+    (
+        "engine_error",
+        re.compile(
+            r"EngineCore (failed|encountered)|Engine core initialization failed|"
+            r"EngineDeadError|RuntimeError|ValueError|Traceback",
+            re.I,
+        ),
+    ),
 ]
 
 

@@ -46,9 +46,11 @@ class VLLM(Engine):
         return cmd + engine_args_to_cli(merged)
 
     def metric_names(self, tool):
-        return [("latency_avg", "ms")] + [(f"latency_p{q}", "ms") for q in LATENCY_PERCENTILES] + [
-            ("latency_per_output_token", "ms/token")
-        ]
+        return (
+            [("latency_avg", "ms")]
+            + [(f"latency_p{q}", "ms") for q in LATENCY_PERCENTILES]
+            + [("latency_per_output_token", "ms/token")]
+        )
 
     def parse(self, tool, raw_path: Path, params: dict) -> list[dict]:
         data = json.loads(Path(raw_path).read_text())

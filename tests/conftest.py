@@ -1,0 +1,28 @@
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    """A writable copy of config/ (catalogs + weeks + presets) to break in a test."""
+    dst = tmp_path / "config"
+    shutil.copytree(ROOT / "config", dst)
+    return dst
+
+
+def load_preset(catalog, name="config.yaml", **overrides):
+    import yaml
+
+    from inferlab import config
+
+    p = yaml.safe_load((catalog / name).read_text())
+    p["catalog"] = str(catalog)
+    p.update(overrides)
+    return config.load(p, base_dir=catalog.parent)

@@ -1,0 +1,138 @@
+"""Week 3 tables from synthetic cell records: layout, failures shown as their status, the guard."""
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+from inferlab import config, guard, records
+from inferlab.weeks import week03
+
+CFG = config.load("config/cluster.yaml", base_dir=ROOT)
+MODEL = CFG.models["llama-3.1-8b-instruct"]
+
+
+def cell_frame(tmp_path, exp, gpu, params, status="ok", reason=None, avg_s=None):
+    cid = f"bs{params['batch_size']}" if exp == "decode" else f"in{params['input_len']}"
+    raw = tmp_path / f"{exp}-{gpu}-{cid}.json"
+    if avg_s is not None:
+        raw.write_text(f'{{"avg_latency": {avg_s}, "latencies": [{avg_s}], "percentiles": {{"50": {avg_s}}}}}')
+    rec = {
+        "week": "week03",
+        "experiment": exp,
+        "engine": "vllm",
+        "gpu": gpu,
+        "model": "llama-3.1-8b-instruct",
+        "cell": cid,
+        "tool": "vllm_bench_latency",
+        "status": status,
+        "reason": reason,
+        "detail": "d",
+        "log_tail": "tail",
+        "raw": raw.name,
+        "params": params,
+        "provenance": {},
+    }
+    df = records.record_to_frame(rec, raw)
+    return guard.apply(df, MODEL["architecture"], MODEL["dtype"], CFG.gpu(gpu))
+
+
+@pytest.fixture
+def week(tmp_path):
+    frames = []
+    for g in ("h100", "l40s"):
+        for bs, per_tok in ((1, 7.06), (64, 9.81)):
+            status, reason = ("failed", "oom") if (g == "l40s" and bs == 64) else ("ok", None)
+            frames.append(
+                cell_frame(
+                    tmp_path,
+                    "decode",
+                    g,
+                    {"batch_size": bs, "input_len": 128, "output_len": 64},
+                    status,
+                    reason,
+                    per_tok * 64 / 1e3 if status == "ok" else None,
+                )
+            )
+        for L, ms in ((64, 30.0), (2048, 90.0), (4096, 130.0)):
+            frames.append(
+                cell_frame(tmp_path, "prefill", g, {"batch_size": 1, "input_len": L, "output_len": 1}, avg_s=ms / 1e3)
+            )
+    # a cache-hit measurement: faster than the compute roof allows
+    frames[-1] = cell_frame(
+        tmp_path, "prefill", "l40s", {"batch_size": 1, "input_len": 4096, "output_len": 1}, avg_s=0.0303
+    )
+    return records.normalize(pd.concat(frames, ignore_index=True))
+
+
+def test_decode_table_layout_and_failure_shown(week):
+    t = week03.decode_table(week, CFG)
+    assert list(t.columns) == ["GPU", "bs=1", "bs=64", "Theoretical AI*"]
+    assert t["GPU"].tolist() == ["h100", "l40s"]  # preset order
+    h100 = t.set_index("GPU").loc["h100"]
+    assert h100["bs=1"] == "7.06" and h100["bs=64"] == "9.81" and h100["Theoretical AI*"] == "295"
+    assert t.set_index("GPU").loc["l40s", "bs=64"] == "OOM"
+
+
+def test_prefill_table_steady_state_and_invalid(week):
+    t = week03.prefill_table(week, CFG).set_index("GPU")
+    assert t.loc["h100", "L=4096"] == "130.00"
+    assert t.loc["h100", "Steady-state us/tok"] == f"{(130.0 - 90.0) * 1e3 / 2048:.2f}"
+    assert t.loc["l40s", "L=4096"].startswith("INVALID (30.30")
+    assert t.loc["l40s", "Steady-state us/tok"].startswith("n/a (INVALID")
+
+
+def test_floor_table_hbm_utilization(week):
+    t = week03.floor_table(week, CFG).set_index("GPU")
+    assert t.loc["h100", "Theoretical floor (ms)"] == "4.79"
+    assert t.loc["h100", "HBM utilization"] == "68%"
+    # the fixture gives l40s the H100's 7.06 ms/token: below its 18.6 ms floor, so never a utilization
+    assert t.loc["l40s", "Measured bs=1 (ms/tok)"].startswith("INVALID (7.06")
+    assert t.loc["l40s", "HBM utilization"] == "n/a"
+
+
+def test_guard_flags_course_prefill_not_decode_bs1():
+    ref = yaml.safe_load((ROOT / "config" / "reference" / "week03.yaml").read_text())
+    t, why = week03.reference_tables(ref, CFG)
+    pre = t["prefill"].set_index("GPU")
+    dec = t["decode"].set_index("GPU")
+    # every GPU's long-prompt prefill beats the compute roof (prefix-cache hits)
+    for g in ("h200", "h100", "a100", "l40s"):
+        assert pre.loc[g, "L=4096"].startswith("INVALID"), g
+        assert pre.loc[g, "L=2048"].startswith("INVALID"), g
+        assert not pre.loc[g, "L=64"].startswith("INVALID"), g
+        assert not dec.loc[g, "bs=1"].startswith("INVALID"), g
+    # A100 bs>=256 needs more than 312 TFLOP/s for its 2 P x bs x 191 FLOPs: cache hits again
+    assert dec.loc["a100", "bs=512"].startswith("INVALID") and dec.loc["a100", "bs=256"].startswith("INVALID")
+    assert dec.loc["l40s", "bs=512"] == "81.53" and dec.loc["h100", "bs=512"] == "30.81"
+    assert pre.loc["h100", "L=512"] == "9.77"  # 8.3 ms compute floor: plausible
+    assert pre.loc["h100", "L=1024"].startswith("INVALID")  # 16.6 ms floor > 10.40
+    assert any("h100 L=4096" in w and "roofline bound" in w for w in why)
+
+
+def test_guard_bound_values():
+    h100 = CFG.gpu("h100")
+    b = guard.latency_bound_ms(
+        MODEL["architecture"], MODEL["dtype"], h100, {"batch_size": 1, "input_len": 4096, "output_len": 1}
+    )
+    assert b == pytest.approx(66.5, rel=0.01)
+    ok, _ = guard.check_value(
+        "latency_avg",
+        108.8,
+        "ms",
+        MODEL["architecture"],
+        MODEL["dtype"],
+        h100,
+        {"batch_size": 1, "input_len": 4096, "output_len": 1},
+    )
+    assert ok  # the device note's caching-off measurement is physical
+    ok, why = guard.check_value(
+        "latency_avg",
+        15.9,
+        "ms",
+        MODEL["architecture"],
+        MODEL["dtype"],
+        h100,
+        {"batch_size": 1, "input_len": 4096, "output_len": 1},
+    )
+    assert not ok and "below the roofline bound" in why

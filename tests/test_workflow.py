@@ -1,0 +1,181 @@
+"""Integration: the real workflow (Snakemake, the vLLM CPU engine, a locally built model) runs
+week03_all on the embedded default with a reduced sweep, then the caching and rerun promises are
+checked: nothing reruns when nothing changed; one changed point reruns that cell only; a deleted
+cell output asked for by path reruns alone; an injected engine crash becomes a typed cell."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+pytestmark = pytest.mark.engine
+
+ENGINE_ENV = Path(os.environ.get("INFERLAB_VLLM_ENV", ROOT / ".venv-vllm"))
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def preset(work: Path, decode=(1, 4), fault=None) -> Path:
+    p = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    p["catalog"] = str(ROOT / "config")
+    p["engines"]["vllm"]["env"] = str(ENGINE_ENV)
+    p["overrides"] = {
+        "week03": {
+            "decode": {"sweep": {"batch_size": list(decode)}, "fixed": {"num_iters": 2, "num_iters_warmup": 1}},
+            "prefill": {"sweep": {"input_len": [64, 256]}, "fixed": {"num_iters": 2, "num_iters_warmup": 1}},
+        }
+    }
+    p["cell_timeout_s"] = 600
+    if fault:
+        p["inject_fault"] = fault
+    f = work / "test-preset.yaml"
+    f.write_text(yaml.safe_dump(p))
+    return f
+
+
+def smk(work: Path, *args, dry=False, timeout=1200):
+    cmd = [
+        str(SNAKEMAKE),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(work),
+        "--cores",
+        "2",
+        "--configfile",
+        str(work / "test-preset.yaml"),
+        "--replace-workflow-config",
+        *args,
+    ]
+    if dry:
+        cmd.append("-n")
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    return out, time.monotonic() - t0
+
+
+def job_counts(out: str) -> dict:
+    """Snakemake's 'Job stats' table -> {rule: count}."""
+    m = re.search(r"Job stats:\n(.*?)\n\n", out + "\n\n", re.S)
+    if not m:
+        return {}
+    counts = {}
+    for line in m.group(1).splitlines()[2:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    if not (ENGINE_ENV / "bin" / "vllm").exists():
+        pytest.fail(f"the vLLM CPU engine is not installed at {ENGINE_ENV} (run scripts/setup.sh)")
+    w = tmp_path_factory.mktemp("wf")
+    preset(w)
+    smk(w, "week03_all")
+    return w
+
+
+CELLS = ["decode/vllm/cpu/bs1", "decode/vllm/cpu/bs4", "prefill/vllm/cpu/in64", "prefill/vllm/cpu/in256"]
+
+
+def test_week03_all_end_to_end(work):
+    res = work / "results" / "week03"
+    for c in CELLS:
+        rec = json.loads((res / c / "cell.json").read_text())
+        assert rec["status"] == "ok", rec.get("log_tail")
+        assert rec["provenance"]["engine_versions"]["vllm"].startswith("0.32.0")
+        assert "--no-enable-prefix-caching" in rec["provenance"]["command"]
+        assert json.loads((res / c / "raw.json").read_text())["avg_latency"] > 0
+        assert (work / "logs" / "week03" / c / "bench_cell.log").exists()
+    df = pd.read_parquet(res / "week03.parquet")
+    assert set(df["cell"]) == {"bs1", "bs4", "in64", "in256"}
+    ok = df[df.metric == "latency_per_output_token"]
+    assert (ok["status"] == "ok").all() and (ok["value"] > 0).all() and ok["valid"].all()
+    # the table holds the same numbers the Parquet does
+    table = pd.read_csv(res / "tables" / "decode_per_token.csv")
+    assert table.columns.tolist() == ["GPU", "bs=1", "bs=4", "Theoretical AI*"]
+    bs4 = ok[ok.cell == "bs4"]["value"].iloc[0]
+    assert table.loc[0, "bs=4"] == pytest.approx(round(bs4, 2))
+    pre = pd.read_csv(res / "tables" / "prefill_latency.csv")
+    assert pre.columns.tolist()[:3] == ["GPU", "L=64", "L=256"]
+    for f in ("decode_batch_sweep.png", "prefill_length_sweep.png"):
+        assert (res / "figures" / f).read_bytes()[:4] == b"\x89PNG"
+    assert (
+        "decode_per_token" in (res / "report.md").read_text() or "Decode batch sweep" in (res / "report.md").read_text()
+    )
+
+
+def test_second_run_does_nothing(work):
+    out, secs = smk(work, "week03_all")
+    assert "Nothing to be done" in out, out[-2000:]
+
+
+def test_changed_point_reruns_only_that_cell(work):
+    preset(work, decode=(1, 8))
+    out, _ = smk(work, "week03_all", dry=True)
+    assert job_counts(out) == {"bench_cell": 1, "extract_metrics": 1, "aggregate_week": 1, "week03_all": 1}, out
+    assert "cell=bs8" in out and "cell=bs1," not in out
+    preset(work)  # back to the original matrix for the next tests
+
+
+def test_deleted_cell_reruns_alone_by_path(work):
+    res = work / "results" / "week03"
+    target = res / "prefill/vllm/cpu/in64"
+    others = {c: (res / c / "cell.json").stat().st_mtime for c in CELLS if "in64" not in c}
+    (target / "cell.json").unlink()
+    out, _ = smk(work, str(target.relative_to(work) / "metrics.parquet"))
+    assert job_counts(out) == {"bench_cell": 1, "extract_metrics": 1}, out
+    assert json.loads((target / "cell.json").read_text())["status"] == "ok"
+    assert list((target / "attempts").iterdir()), "the previous attempt's raw output and log are kept"
+    assert {c: (res / c / "cell.json").stat().st_mtime for c in others} == others
+
+
+def test_injected_crash_is_a_typed_cell(work):
+    res = work / "results" / "week03"
+    preset(work, fault={"week03/decode/vllm/cpu/bs4": "crash"})
+    out, _ = smk(work, "week03_all")
+    assert job_counts(out)["bench_cell"] == 1
+    rec = json.loads((res / "decode/vllm/cpu/bs4/cell.json").read_text())
+    assert rec["status"] == "failed" and rec["reason"] == "engine_error" and rec["injected_fault"] == "crash"
+    assert rec["log_tail"]
+    table = pd.read_csv(res / "tables" / "decode_per_token.csv")
+    assert table.loc[0, "bs=4"] == "FAILED (engine_error)"
+    assert float(table.loc[0, "bs=1"]) > 0
+    df = pd.read_parquet(res / "week03.parquet")
+    bad = df[df.cell == "bs4"]
+    assert bad["value"].isna().all() and (bad["reason"] == "engine_error").all()
+    preset(work)  # fault removed: that cell's parameters changed back, so it alone reruns
+    out, _ = smk(work, "week03_all", dry=True)
+    assert job_counts(out).get("bench_cell") == 1
+
+
+def test_lint_is_clean(work):
+    r = subprocess.run(
+        [
+            str(SNAKEMAKE),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(work),
+            "--lint",
+            "--configfile",
+            str(work / "test-preset.yaml"),
+            "--replace-workflow-config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Congratulations" in r.stdout + r.stderr or "no issues" in (r.stdout + r.stderr).lower()
