@@ -107,8 +107,8 @@ def figures(df, cfg, outdir: Path) -> list[dict]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.ticker
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import seaborn as sns
 
     outdir.mkdir(parents=True, exist_ok=True)
