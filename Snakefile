@@ -41,3 +41,7 @@ for _week in WEEKS:
 
 onsuccess:
     print(done_message())
+
+
+onerror:
+    type_killed_cells()

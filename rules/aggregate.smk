@@ -11,13 +11,15 @@ rule aggregate_week:
             if Path(f).exists()
         ],
     output:
-        report=RESULTS + "/{week}/report.md",
-        parquet=RESULTS + "/{week}/{week}.parquet",
-        tables=directory(RESULTS + "/{week}/tables"),
-        figures=directory(RESULTS + "/{week}/figures"),
+        report=f"{RESULTS}/{{week}}/report.md",
+        parquet=f"{RESULTS}/{{week}}/{{week}}.parquet",
+        tables=directory(f"{RESULTS}/{{week}}/tables"),
+        figures=directory(f"{RESULTS}/{{week}}/figures"),
     log:
-        LOGS + "/{week}/aggregate_week.log",
+        f"{LOGS}/{{week}}/aggregate_week.log",
     localrule: True
+    conda:
+        "../envs/workflow.yaml"
     params:
         preset=config,
     script:

@@ -6,15 +6,18 @@ rule bench_cell:
     input:
         model=cell_model_dir,
     output:
-        record=CELL_DIR + "/cell.json",
+        record=f"{CELL_DIR}/cell.json",
     log:
-        CELL_LOG + "/bench_cell.log",
+        f"{CELL_LOG}/bench_cell.log",
+    conda:
+        "../envs/workflow.yaml"
     threads: 2
     resources:
         gpu=cell_gpus,
         runtime=cell_runtime_min,
         mem_mb=16000,
         slurm_partition=cell_partition,
+        gpu_model=cell_gpu_model,
     params:
         spec=cell_spec,
     script:

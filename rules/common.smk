@@ -23,8 +23,8 @@ EXTRACT_CODE = [
 AGGREGATE_CODE = [
     str(PKG / f) for f in ("aggregate.py", "tables.py", "theory.py", "guard.py")
 ] + [str(p) for p in sorted((PKG / "weeks").glob("*.py"))]
-CELL_DIR = RESULTS + "/{week}/{experiment}/{engine}/{gpu}/{cell}"
-CELL_LOG = LOGS + "/{week}/{experiment}/{engine}/{gpu}/{cell}"
+CELL_DIR = f"{RESULTS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{cell}}"
+CELL_LOG = f"{LOGS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{cell}}"
 
 
 wildcard_constraints:
@@ -43,10 +43,10 @@ def cell_of(wildcards):
     try:
         return CELLS[key]
     except KeyError:
+        known = ", ".join(k for k in CELLS if k.startswith(f"{wildcards.week}/"))
         raise ValueError(
             f"{key} is not a cell of this run's matrix (config/weeks/{wildcards.week}.yaml with the "
-            f"preset's overrides); known cells of {wildcards.week}: "
-            + ", ".join(k for k in CELLS if k.startswith(wildcards.week + "/"))
+            f"preset's overrides); known cells of {wildcards.week}: {known}"
         ) from None
 
 
@@ -60,14 +60,17 @@ def cell_model_dir(wildcards):
 
 
 def cell_spec(wildcards):
-    """Everything that defines a cell's measurement: a change here reruns that cell only."""
+    """Everything that defines a cell's measurement: a change here reruns that cell only.
+    Canonical JSON (sorted keys), so that reordering keys in a YAML file changes nothing.
+    """
     c = cell_of(wildcards)
-    return {
+    spec = {
         "cell": c.to_dict(),
         "engine_setup": CFG.preset["engines"].get(c.engine, {}),
         "engine_catalog": CFG.engines[c.engine],
         "fault": CFG.preset["inject_fault"].get(c.path),
     }
+    return json.dumps(spec, sort_keys=True)
 
 
 def cell_gpus(wildcards):
@@ -76,6 +79,12 @@ def cell_gpus(wildcards):
 
 def cell_partition(wildcards):
     return CFG.gpu(wildcards.gpu)["partition"]
+
+
+def cell_gpu_model(wildcards):
+    # the gres type of the GPU (--gpus=<type>:1); site data in config/gpus.yaml
+    g = CFG.gpu(wildcards.gpu)
+    return g.get("gres_type", "") if g.get("kind", "gpu") == "gpu" else ""
 
 
 def cell_runtime_min(wildcards):
@@ -105,3 +114,18 @@ def done_message():
             lines.append(f"  {w}: figures  {root / 'figures'}/*.png")
             lines.append(f"  {w}: metrics  {root / (w + '.parquet')}")
     return "\n".join(lines)
+
+
+def type_killed_cells():
+    """After a failed run: give cells whose Slurm job was killed (TIMEOUT, OOM, CANCELLED...)
+    before Snakemake kept a record a typed record, so the next run tabulates them."""
+    from inferlab import cells as il_cells
+
+    slurm_logs = Path(f"{LOGS}/slurm")
+    if not slurm_logs.exists():
+        return
+    for rec in il_cells.reconcile(Path(RESULTS), slurm_logs, CELLS):
+        cell = "/".join(rec[k] for k in ("week", "experiment", "engine", "gpu", "cell"))
+        print(
+            f"inferlab: {cell} typed {rec['reason']} from Slurm; run again to tabulate it"
+        )

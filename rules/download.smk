@@ -3,10 +3,12 @@
 
 rule download_model:
     output:
-        directory(CACHE + "/models/hub/{model}"),
+        directory(f"{CACHE}/models/hub/{{model}}"),
     log:
-        LOGS + "/download/model_{model}.log",
+        f"{LOGS}/download/model_{{model}}.log",
     localrule: True
+    conda:
+        "../envs/workflow.yaml"
     params:
         repo_id=lambda w: CFG.model(w.model)["repo_id"],
         revision=lambda w: CFG.model(w.model)["revision"],
@@ -18,9 +20,11 @@ rule build_model:
     # The embedded default has no hub: the tiny model is built here and stands where a download
     # would, so the DAG keeps its shape. Runs in the engine's environment (torch, transformers).
     output:
-        directory(CACHE + "/models/built/{model}"),
+        directory(f"{CACHE}/models/built/{{model}}"),
     log:
-        LOGS + "/download/build_{model}.log",
+        f"{LOGS}/download/build_{{model}}.log",
+    conda:
+        "../envs/vllm-cpu.yaml"
     params:
         spec=lambda w: json.dumps({**CFG.model(w.model)["architecture"], "seed": 0}),
         python=lambda w: str(
@@ -34,10 +38,12 @@ rule build_model:
 
 rule download_dataset:
     output:
-        CACHE + "/datasets/{dataset}/{filename}",
+        f"{CACHE}/datasets/{{dataset}}/{{filename}}",
     log:
-        LOGS + "/download/dataset_{dataset}_{filename}.log",
+        f"{LOGS}/download/dataset_{{dataset}}_{{filename}}.log",
     localrule: True
+    conda:
+        "../envs/workflow.yaml"
     params:
         url=lambda w: CFG.datasets[w.dataset]["url"],
         sha256=lambda w: CFG.datasets[w.dataset]["sha256"],

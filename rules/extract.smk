@@ -4,13 +4,15 @@
 
 rule extract_metrics:
     input:
-        record=CELL_DIR + "/cell.json",
+        record=f"{CELL_DIR}/cell.json",
         code=EXTRACT_CODE,
     output:
-        CELL_DIR + "/metrics.parquet",
+        f"{CELL_DIR}/metrics.parquet",
     log:
-        CELL_LOG + "/extract_metrics.log",
+        f"{CELL_LOG}/extract_metrics.log",
     localrule: True
+    conda:
+        "../envs/workflow.yaml"
     params:
         gpu=lambda w: CFG.gpu(w.gpu),
         model=lambda w: CFG.model(cell_of(w).model),

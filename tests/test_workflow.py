@@ -134,11 +134,13 @@ def test_deleted_cell_reruns_alone_by_path(work):
     target = res / "prefill/vllm/cpu/in64"
     others = {c: (res / c / "cell.json").stat().st_mtime for c in CELLS if "in64" not in c}
     (target / "cell.json").unlink()
-    out, _ = smk(work, str(target.relative_to(work) / "metrics.parquet"))
-    assert job_counts(out) == {"bench_cell": 1, "extract_metrics": 1}, out
+    out, _ = smk(work, str(target.relative_to(work) / "cell.json"))
+    assert job_counts(out) == {"bench_cell": 1}, out
     assert json.loads((target / "cell.json").read_text())["status"] == "ok"
     assert list((target / "attempts").iterdir()), "the previous attempt's raw output and log are kept"
     assert {c: (res / c / "cell.json").stat().st_mtime for c in others} == others
+    out, _ = smk(work, "week03_all")  # the week picks up the new measurement, nothing else reruns
+    assert job_counts(out) == {"extract_metrics": 1, "aggregate_week": 1, "week03_all": 1}, out
 
 
 def test_injected_crash_is_a_typed_cell(work):

@@ -23,6 +23,9 @@ from . import io, provenance
 from .engines.base import Engine
 
 RECORD = "cell.json"
+# Written beside the record when the runner is signalled (scancel, Slurm's time limit): Snakemake
+# deletes the outputs of a job that fails, so this copy is what `inferlab.cells reconcile` types from.
+INTERRUPTED = "interrupted.json"
 RAW = "raw.json"
 ENGINE_LOG = "engine.log"
 STATUSES = ("ok", "failed", "skipped")
@@ -52,7 +55,7 @@ def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
 
 
 def _archive_previous(outdir: Path) -> None:
-    old = [outdir / n for n in (RAW, ENGINE_LOG, RECORD) if (outdir / n).exists()]
+    old = [outdir / n for n in (RAW, ENGINE_LOG, RECORD, INTERRUPTED) if (outdir / n).exists()]
     if not old:
         return
     dest = outdir / "attempts" / time.strftime("%Y%m%dT%H%M%S")
@@ -240,12 +243,13 @@ def run_cell(
             kill_group(proc, grace_s=5.0)
         state = _slurm_state()
         reason = {"TIMEOUT": "timeout", "OUT_OF_MEMORY": "oom"}.get(state or "", "cancelled")
-        finish(
+        rec = finish(
             "failed",
             reason,
             f"runner got signal {t.signum}; Slurm state {state or 'n/a'}",
             proc.returncode if proc else None,
         )
+        io.write_json(outdir / INTERRUPTED, rec)
         raise SystemExit(128 + t.signum) from None
     finally:
         for s, h in prev.items():

@@ -1,4 +1,5 @@
 # Thin adapter: rule bench_cell -> inferlab.runner.run_cell (always writes a typed cell record).
+import json
 import sys
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from inferlab.smk import logged  # noqa: E402
 
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
-    spec = sm.params.spec
+    spec = json.loads(sm.params.spec)
     root = Path(sm.scriptdir).resolve().parents[1]
     setup = spec["engine_setup"]
     env = setup.get("env")

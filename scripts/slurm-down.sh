@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Stop the test Slurm that scripts/slurm-up.sh started: cancel its jobs, then TERM exactly the
+# daemons it recorded (slurmd, slurmctld, munged), newest first, and wait for each to exit.
+# Idempotent; never touches processes it did not start.
+set -euo pipefail
+STATE=${INFERLAB_SLURM_STATE:-/var/lib/inferlab-slurm}
+[ -s "$STATE/started" ] || { echo "[slurm-down] nothing recorded as started"; exit 0; }
+if command -v scancel >/dev/null && grep -q "slurmctld" "$STATE/started"; then
+  scancel --cluster=inferlab --full --quiet --user="$(id -un)" 2>/dev/null || scancel -u "$(id -un)" 2>/dev/null || true
+fi
+tac "$STATE/started" | while read -r name pid; do
+  [ -n "${pid:-}" ] || continue
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+  case "$exe" in
+    *"$name") kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+      echo "[slurm-down] stopped $name ($pid)" ;;
+    *) echo "[slurm-down] $name ($pid) no longer running" ;;
+  esac
+done
+: > "$STATE/started"

@@ -1,0 +1,136 @@
+"""Integration against a real Slurm (scripts/slurm-up.sh: munge + slurmctld + slurmd, four GPU
+partitions with typed fake GPUs): week03_all through profiles/slurm with the embedded default's
+engine; each cell must have run as a Slurm job on its GPU's partition, seen with Slurm's own tools.
+Then an injected failure is typed, listed by the helper, and its printed command reruns that cell
+alone on its partition."""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+pytestmark = pytest.mark.slurm
+
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+ENGINE_ENV = Path(os.environ.get("INFERLAB_VLLM_ENV", ROOT / ".venv-vllm"))
+GPUS = ["h200", "h100", "a100", "l40s"]
+CI_RESOURCES = ["--slurm-no-account", "--set-resources", "bench_cell:mem_mb=3000", "bench_cell:cpus_per_task=2"]
+
+
+def slurm_up() -> bool:
+    return shutil.which("sinfo") is not None and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if not slurm_up():
+        if os.environ.get("INFERLAB_REQUIRE_SLURM") == "1":
+            pytest.fail("Slurm is not up (scripts/slurm-up.sh failed?)")
+        pytest.skip("no test Slurm here: run scripts/slurm-up.sh as root")
+    parts = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()
+    assert {p.rstrip("*") for p in parts} >= set(GPUS)
+
+
+def write_preset(work: Path, fault=None):
+    p = yaml.safe_load((ROOT / "config" / "slurm-ci.yaml").read_text())
+    p["catalog"] = str(ROOT / "config")
+    p["engines"]["vllm"]["env"] = str(ENGINE_ENV)
+    if fault:
+        p["inject_fault"] = fault
+    (work / "preset.yaml").write_text(yaml.safe_dump(p))
+
+
+def smk(work: Path, *targets, timeout=900, extra=()):
+    cmd = [str(SNAKEMAKE), *targets, "-s", str(ROOT / "Snakefile"), "-d", str(work), "--profile",
+           str(ROOT / "profiles" / "slurm"), "--configfile", str(work / "preset.yaml"), *extra, *CI_RESOURCES]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return r, time.monotonic() - t0
+
+
+def job_info(job_id: str) -> dict:
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%P|%T|%k"], capture_output=True,
+                         text=True).stdout.strip()
+    part, state, comment = out.split("|")
+    return {"partition": part, "state": state, "comment": comment}
+
+
+@pytest.fixture(scope="module")
+def run(cluster, tmp_path_factory):
+    work = tmp_path_factory.mktemp("slurm")
+    write_preset(work)
+    r, secs = smk(work, "week03_all")
+    print(f"\nweek03_all through profiles/slurm: {secs:.0f} s")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    return work, secs
+
+
+def test_every_cell_ran_as_a_slurm_job_on_its_partition(run):
+    work, secs = run
+    res = work / "results" / "week03"
+    cells = sorted(res.glob("*/vllm/*/*/cell.json"))
+    assert len(cells) == 2 * len(GPUS)
+    for path in cells:
+        rec = json.loads(path.read_text())
+        assert rec["status"] == "ok", rec["log_tail"]
+        slurm = rec["provenance"]["slurm"]
+        info = job_info(slurm["SLURM_JOB_ID"])
+        assert info["partition"] == rec["gpu"] == slurm["SLURM_JOB_PARTITION"]
+        assert info["state"] == "COMPLETED"
+        assert f"{rec['experiment']}_vllm_{rec['gpu']}_{rec['cell']}" in info["comment"]
+        # the plugin's per-job Slurm log is kept under the profile's slurm-logdir
+        log = work / "logs" / "slurm" / "rule_bench_cell" / f"week03_{rec['experiment']}_vllm_{rec['gpu']}_{rec['cell']}"
+        assert (log / f"{slurm['SLURM_JOB_ID']}.log").exists()
+    table = pd.read_csv(res / "tables" / "decode_per_token.csv")
+    assert table["GPU"].tolist() == GPUS
+    assert all(float(v) > 0 for v in table["bs=1"])
+
+
+def test_injected_failure_is_typed_and_rerun_alone(run):
+    work, _ = run
+    target = "week03/decode/vllm/h100/bs1"
+    write_preset(work, fault={target: "crash"})
+    r, _ = smk(work, "week03_all")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    rec = json.loads((work / "results" / target / "cell.json").read_text())
+    assert rec["status"] == "failed" and rec["reason"] == "engine_error"
+    failed_job = rec["provenance"]["slurm"]["SLURM_JOB_ID"]
+    assert job_info(failed_job)["partition"] == "h100"
+    table = pd.read_csv(work / "results" / "week03" / "tables" / "decode_per_token.csv").set_index("GPU")
+    assert table.loc["h100", "bs=1"] == "FAILED (engine_error)"
+    assert float(table.loc["a100", "bs=1"]) > 0
+
+    # the helper lists it with the exact command that reruns it
+    h = subprocess.run([sys.executable, "-m", "inferlab.cells", "failed", "--results", "results",
+                        "--profile", str(ROOT / "profiles" / "slurm")], cwd=work, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert h.returncode == 0, h.stderr
+    lines = h.stdout.splitlines()
+    assert lines[0].startswith(f"results/{target}: failed (engine_error), Slurm job {failed_job}")
+    cmd = shlex.split(lines[1].split("rerun: ", 1)[1])
+    assert "--forcerun" in cmd
+
+    # the cause is fixed (fault removed); the printed command reruns that cell only, on h100
+    write_preset(work)
+    before = {p: p.stat().st_mtime for p in (work / "results" / "week03").glob("*/vllm/*/*/cell.json")}
+    cmd[0] = str(SNAKEMAKE)
+    r = subprocess.run(cmd + ["-s", str(ROOT / "Snakefile"), "--configfile", str(work / "preset.yaml"),
+                              *CI_RESOURCES], cwd=work, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    changed = [p for p, m in before.items() if p.stat().st_mtime != m]
+    assert changed == [work / "results" / target / "cell.json"]
+    rec = json.loads(changed[0].read_text())
+    assert rec["status"] == "ok"
+    new_job = rec["provenance"]["slurm"]["SLURM_JOB_ID"]
+    assert new_job != failed_job and job_info(new_job)["partition"] == "h100"
+    table = pd.read_csv(work / "results" / "week03" / "tables" / "decode_per_token.csv").set_index("GPU")
+    assert float(table.loc["h100", "bs=1"]) > 0
