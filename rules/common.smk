@@ -125,7 +125,7 @@ def type_killed_cells():
     if not slurm_logs.exists():
         return
     for rec in il_cells.reconcile(Path(RESULTS), slurm_logs, CELLS):
-        cell = "/".join(rec[k] for k in ("week", "experiment", "engine", "gpu", "cell"))
+        cell = f"{rec['week']}/{rec['experiment']}/{rec['engine']}/{rec['gpu']}/{rec['cell']}"
         print(
             f"inferlab: {cell} typed {rec['reason']} from Slurm; run again to tabulate it"
         )
