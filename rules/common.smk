@@ -112,7 +112,7 @@ def done_message():
             lines.append(f"  {w}: report   {root / 'report.md'}")
             lines.append(f"  {w}: tables   {root / 'tables'}/*.md|csv")
             lines.append(f"  {w}: figures  {root / 'figures'}/*.png")
-            lines.append(f"  {w}: metrics  {root / (w + '.parquet')}")
+            lines.append(f"  {w}: metrics  {root / f'{w}.parquet'}")
     return "\n".join(lines)
 
 
