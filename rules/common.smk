@@ -69,6 +69,7 @@ def cell_spec(wildcards):
         "engine_setup": CFG.preset["engines"].get(c.engine, {}),
         "engine_catalog": CFG.engines[c.engine],
         "fault": CFG.preset["inject_fault"].get(c.path),
+        "compile_cache": CFG.preset["compile_cache"],
     }
     return json.dumps(spec, sort_keys=True)
 

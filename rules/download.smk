@@ -26,7 +26,9 @@ rule build_model:
     conda:
         "../envs/vllm-cpu.yaml"
     params:
-        spec=lambda w: json.dumps({**CFG.model(w.model)["architecture"], "seed": 0}),
+        spec=lambda w: json.dumps(
+            {**CFG.model(w.model)["architecture"], "weights": CFG.model(w.model)["weights"], "seed": 0}
+        ),
         python=lambda w: str(
             Path(CFG.preset["engines"]["vllm"]["env"]) / "bin" / "python"
         ),

@@ -50,16 +50,29 @@ def write_preset(work: Path, fault=None):
 
 
 def smk(work: Path, *targets, timeout=900, extra=()):
-    cmd = [str(SNAKEMAKE), *targets, "-s", str(ROOT / "Snakefile"), "-d", str(work), "--profile",
-           str(ROOT / "profiles" / "slurm"), "--configfile", str(work / "preset.yaml"), *extra, *CI_RESOURCES]
+    cmd = [
+        str(SNAKEMAKE),
+        *targets,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(work),
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--configfile",
+        str(work / "preset.yaml"),
+        *extra,
+        *CI_RESOURCES,
+    ]
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     return r, time.monotonic() - t0
 
 
 def job_info(job_id: str) -> dict:
-    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%P|%T|%k"], capture_output=True,
-                         text=True).stdout.strip()
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%P|%T|%k"], capture_output=True, text=True
+    ).stdout.strip()
     part, state, comment = out.split("|")
     return {"partition": part, "state": state, "comment": comment}
 
@@ -88,7 +101,9 @@ def test_every_cell_ran_as_a_slurm_job_on_its_partition(run):
         assert info["state"] == "COMPLETED"
         assert f"{rec['experiment']}_vllm_{rec['gpu']}_{rec['cell']}" in info["comment"]
         # the plugin's per-job Slurm log is kept under the profile's slurm-logdir
-        log = work / "logs" / "slurm" / "rule_bench_cell" / f"week03_{rec['experiment']}_vllm_{rec['gpu']}_{rec['cell']}"
+        log = (
+            work / "logs" / "slurm" / "rule_bench_cell" / f"week03_{rec['experiment']}_vllm_{rec['gpu']}_{rec['cell']}"
+        )
         assert (log / f"{slurm['SLURM_JOB_ID']}.log").exists()
     table = pd.read_csv(res / "tables" / "decode_per_token.csv")
     assert table["GPU"].tolist() == GPUS
@@ -110,9 +125,22 @@ def test_injected_failure_is_typed_and_rerun_alone(run):
     assert float(table.loc["a100", "bs=1"]) > 0
 
     # the helper lists it with the exact command that reruns it
-    h = subprocess.run([sys.executable, "-m", "inferlab.cells", "failed", "--results", "results",
-                        "--profile", str(ROOT / "profiles" / "slurm")], cwd=work, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    h = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inferlab.cells",
+            "failed",
+            "--results",
+            "results",
+            "--profile",
+            str(ROOT / "profiles" / "slurm"),
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert h.returncode == 0, h.stderr
     lines = h.stdout.splitlines()
     assert lines[0].startswith(f"results/{target}: failed (engine_error), Slurm job {failed_job}")
@@ -123,8 +151,14 @@ def test_injected_failure_is_typed_and_rerun_alone(run):
     write_preset(work)
     before = {p: p.stat().st_mtime for p in (work / "results" / "week03").glob("*/vllm/*/*/cell.json")}
     cmd[0] = str(SNAKEMAKE)
-    r = subprocess.run(cmd + ["-s", str(ROOT / "Snakefile"), "--configfile", str(work / "preset.yaml"),
-                              *CI_RESOURCES], cwd=work, capture_output=True, text=True, timeout=900)
+    # as a user would, from the repository (the profile's paths are relative to it), on this workdir
+    r = subprocess.run(
+        cmd + ["-d", str(work), "--configfile", str(work / "preset.yaml"), *CI_RESOURCES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     changed = [p for p, m in before.items() if p.stat().st_mtime != m]
     assert changed == [work / "results" / target / "cell.json"]
@@ -134,3 +168,52 @@ def test_injected_failure_is_typed_and_rerun_alone(run):
     assert new_job != failed_job and job_info(new_job)["partition"] == "h100"
     table = pd.read_csv(work / "results" / "week03" / "tables" / "decode_per_token.csv").set_index("GPU")
     assert float(table.loc["h100", "bs=1"]) > 0
+
+
+def test_job_killed_by_slurm_is_typed_from_slurm(run):
+    """A cell whose Slurm job is cancelled (as a time limit or an admin would) before a record is kept:
+    the run ends in error with the other cells done, the cell is typed from Slurm's own state, and the
+    next run tabulates it as CANCELLED without re-measuring anything."""
+    work, _ = run
+    target = "week03/prefill/vllm/l40s/in64"
+    write_preset(work, fault={target: "hang"})
+    cmd = [
+        str(SNAKEMAKE),
+        "week03_all",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(work),
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--configfile",
+        str(work / "preset.yaml"),
+        "--retries",
+        "0",
+        *CI_RESOURCES,
+    ]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job = None
+    for _ in range(120):
+        out = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %k"], capture_output=True, text=True).stdout
+        hits = [line.split()[0] for line in out.splitlines() if "prefill_vllm_l40s_in64" in line]
+        if hits:
+            job = hits[0]
+            break
+        time.sleep(1)
+    assert job, "the hanging cell never started"
+    time.sleep(5)  # let the runner start the (hanging) engine command
+    subprocess.run(["scancel", job], check=True)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode != 0
+    assert f"inferlab: {target} typed cancelled from Slurm" in out, out[-3000:]
+    assert job_info(job)["state"] == "CANCELLED"
+    rec = json.loads((work / "results" / target / "cell.json").read_text())
+    assert rec["status"] == "failed" and rec["reason"] == "cancelled" and rec["typed_by"] == "reconcile"
+    assert f"Slurm job {job} ended CANCELLED" in rec["detail"]
+    r, _ = smk(work, "week03_all", extra=["--retries", "0"])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "rule bench_cell" not in r.stdout + r.stderr  # nothing re-measured
+    table = pd.read_csv(work / "results" / "week03" / "tables" / "prefill_latency.csv").set_index("GPU")
+    assert table.loc["l40s", "L=64"] == "CANCELLED"
+    assert float(table.loc["h100", "L=64"]) > 0

@@ -116,6 +116,7 @@ def load(preset: dict | str | Path, base_dir: Path | str = ".") -> Config:
     if not isinstance(preset, dict):
         raise ConfigError(preset_file, None, "expected a mapping at the top level")
     validate(preset, "config", preset_file)
+    preset.setdefault("compile_cache", f"{preset['cache']}/compile")
 
     catalog_dir = base_dir / preset["catalog"]
     docs = {}

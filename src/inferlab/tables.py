@@ -20,7 +20,7 @@ def show(row: pd.Series | None, fmt: str = "{:.2f}") -> str:
         return f"SKIPPED ({row['reason']})"
     if row["status"] != "ok":
         reason = row["reason"] or "failed"
-        return reason.upper() if reason in ("oom", "timeout") else f"FAILED ({reason})"
+        return reason.upper() if reason in ("oom", "timeout", "cancelled") else f"FAILED ({reason})"
     if row["valid"] is False or (not pd.isna(row["valid"]) and not bool(row["valid"])):
         return f"INVALID ({fmt.format(row['raw_value'])} < roofline)"
     v = row["value"]

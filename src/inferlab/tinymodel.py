@@ -31,6 +31,7 @@ DEFAULT_SPEC = {
     "max_position_embeddings": 8192,
     "tie_word_embeddings": False,
     "seed": 0,
+    "weights": "random",
 }
 MIN_VOCAB = 10_000
 CHAT_TEMPLATE = (
@@ -85,7 +86,9 @@ def build(out: Path, spec: dict | None = None) -> Path:
         # target so every id vllm draws (0..9999) is valid.
         vocab = max(s["vocab_size"], len(hf_tok))
         torch.manual_seed(s["seed"])
+        extra = {k: s[k] for k in ("rope_theta", "rope_scaling") if s.get(k) is not None}
         cfg = LlamaConfig(
+            **extra,
             vocab_size=vocab,
             hidden_size=s["hidden_size"],
             intermediate_size=s["intermediate_size"],
@@ -99,9 +102,14 @@ def build(out: Path, spec: dict | None = None) -> Path:
             pad_token_id=hf_tok.pad_token_id,
             torch_dtype="bfloat16",
         )
-        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
-        model.save_pretrained(tmp, safe_serialization=True)
-        n_params = sum(p.numel() for p in model.parameters())
+        if s["weights"] == "dummy":
+            # config + tokenizer only: the engine makes the weights (vLLM --load-format dummy)
+            cfg.save_pretrained(tmp)
+            n_params = None
+        else:
+            model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+            model.save_pretrained(tmp, safe_serialization=True)
+            n_params = sum(p.numel() for p in model.parameters())
         (tmp / "inferlab_build.json").write_text(
             json.dumps({"spec": s, "vocab_size": vocab, "parameters": n_params}, indent=2)
         )

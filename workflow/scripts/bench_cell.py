@@ -16,7 +16,7 @@ with logged(sm.log[0]):
     if env and not Path(env).is_absolute():
         env = str(root / env)
     engine = engines.get(spec["cell"]["engine"])(
-        env, spec["engine_catalog"], setup.get("args", {}), setup.get("env_vars", {})
+        env, spec["engine_catalog"], setup.get("args", {}), setup.get("env_vars", {}), spec.get("compile_cache")
     )
     record = runner.run_cell(
         spec["cell"],

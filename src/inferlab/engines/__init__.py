@@ -29,4 +29,6 @@ def from_config(cfg, name: str, base_dir=".") -> Engine:
     env = setup.get("env")
     if env and not Path(env).is_absolute():
         env = str(Path(base_dir) / env)
-    return get(name)(env, cfg.engines[name], setup.get("args", {}), setup.get("env_vars", {}))
+    return get(name)(
+        env, cfg.engines[name], setup.get("args", {}), setup.get("env_vars", {}), cfg.preset.get("compile_cache")
+    )

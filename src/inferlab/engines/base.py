@@ -51,11 +51,19 @@ class Engine:
 
     name = "engine"
 
-    def __init__(self, env: str | None, catalog: dict, run_args: dict | None = None, env_vars: dict | None = None):
+    def __init__(
+        self,
+        env: str | None,
+        catalog: dict,
+        run_args: dict | None = None,
+        env_vars: dict | None = None,
+        compile_cache: str | None = None,
+    ):
         self.env = Path(env) if env else None
         self.catalog = catalog
         self.run_args = dict(run_args or {})
         self.env_vars = dict(env_vars or {})
+        self.compile_cache = Path(compile_cache).absolute() if compile_cache else None
 
     # -- environment -------------------------------------------------------------------------
     def bin(self, name: str) -> str:
@@ -104,6 +112,12 @@ class Engine:
 
     def environ(self, workdir: Path) -> dict:
         env = dict(os.environ)
+        if self.compile_cache is not None:
+            # one persistent compile cache for every cell of the run: only the first cell of a
+            # shape pays for torch.compile (vLLM's own default is ~/.cache/vllm, per user and node)
+            self.compile_cache.mkdir(parents=True, exist_ok=True)
+            env["VLLM_CACHE_ROOT"] = str(self.compile_cache / "vllm")
+            env["TORCHINDUCTOR_CACHE_DIR"] = str(self.compile_cache / "inductor")
         env.update(self.env_vars)
         return env
 
