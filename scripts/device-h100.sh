@@ -17,7 +17,8 @@ case "${1:-install}" in
       touch /tmp/site/.installed
     fi
     mkdir -p /tmp/vllmenv/bin
-    ln -sf "$(command -v python3)" /tmp/vllmenv/bin/python
+    printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/vllmenv/bin/python  # a symlink would lose the venv
+    chmod +x /tmp/vllmenv/bin/python
     ln -sf /tmp/site/bin/vllm /tmp/vllmenv/bin/vllm
     PYTHONPATH=/tmp/site python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
     ;;

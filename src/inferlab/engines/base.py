@@ -84,7 +84,9 @@ class Engine:
         if not probe:
             return True, ""
         try:
-            r = subprocess.run([py, "-c", f"import {probe}"], capture_output=True, text=True, timeout=300)
+            r = subprocess.run(
+                [py, "-c", f"import {probe}"], capture_output=True, text=True, timeout=300, env=self.environ(None)
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             return False, f"probe `import {probe}` could not run: {e}"
         if r.returncode != 0:
@@ -103,7 +105,9 @@ class Engine:
             "print(json.dumps(out))\n"
         )
         try:
-            r = subprocess.run([self.python, "-c", code], capture_output=True, text=True, timeout=120)
+            r = subprocess.run(
+                [self.python, "-c", code], capture_output=True, text=True, timeout=120, env=self.environ(None)
+            )
             import json
 
             return json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()[-300:]}
