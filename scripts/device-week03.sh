@@ -5,15 +5,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-SMK=(python3 -m snakemake --profile profiles/local --configfile config/h100-validation.yaml
+SMK=(python3 -m snakemake --profile profiles/local --configfile ${PRESET:-config/h100-validation.yaml}
      --replace-workflow-config --cores 16 week03_all)
 case "${1:-status}" in
   start)
-    echo "${SMK[*]}" > run.cmd
-    setsid nohup "${SMK[@]}" > run.log 2>&1 < /dev/null &
+    mkdir -p results; echo "${SMK[*]}" > results/run.cmd
+    setsid nohup "${SMK[@]}" > results/run.log 2>&1 < /dev/null &
     echo "started $!" ;;
   status)
-    grep -E "steps \(|Error in|Nothing to be done|inferlab: done" run.log | tail -3
+    grep -E "steps \(|Error in|Nothing to be done|inferlab: done" results/run.log | tail -3
     for f in results/week03/*/vllm/h100/*/cell.json; do
       [ -f "$f" ] && python3 -c "import json; r=json.load(open('$f')); print(r['experiment'], r['cell'], r['status'], r['reason'] or '', r['wall_s'], (r['detail'] or '')[:120])"
     done
@@ -29,6 +29,6 @@ case "${1:-status}" in
       cp "$c/raw.json" "$d/cells/$n.raw.json" 2>/dev/null
       grep -E "torch.compile|init engine|Loading weights took|Graph capturing|Avg latency|compile" "$c/engine.log" > "$d/cells/$n.startup.txt" 2>/dev/null
     done
-    cp run.cmd run.log "$d"/ 2>/dev/null
-    tar czf "$OUT/h100-week03.tgz" "$d" && ls -la "$OUT" ;;
+    cp results/run.cmd results/run.log "$d"/ 2>/dev/null
+    tar czf "$OUT/h100-week03.tgz" "$d" results/week03 --exclude=engine.log 2>/dev/null; ls -la "$OUT" | tail -1 ;;
 esac
