@@ -27,7 +27,11 @@ rule build_model:
         "../envs/vllm-cpu.yaml"
     params:
         spec=lambda w: json.dumps(
-            {**CFG.model(w.model)["architecture"], "weights": CFG.model(w.model)["weights"], "seed": 0}
+            {
+                **CFG.model(w.model)["architecture"],
+                "weights": CFG.model(w.model)["weights"],
+                "seed": 0,
+            }
         ),
         python=lambda w: str(
             Path(CFG.preset["engines"]["vllm"]["env"]) / "bin" / "python"
