@@ -49,6 +49,7 @@ def dry_run(repeat: int) -> list[float]:
                     "--config",
                     f"catalog={ROOT / 'config'}",
                     "cache=.cache",
+                    "--",
                     "week03_all",
                 ],
                 capture_output=True,

@@ -58,11 +58,14 @@ def apply(df: pd.DataFrame, arch: dict, dtype: str, gpu: dict) -> pd.DataFrame:
     """Mark every row of one cell's (or one GPU's) frame; ``param_*`` columns give the parameters."""
     df = df.copy()
     pcols = [c for c in df.columns if c.startswith("param_")]
-    for i, row in df.iterrows():
-        params = {c[len("param_") :]: row[c] for c in pcols}
-        if not {"batch_size", "input_len", "output_len"} <= params.keys():
+    if not {"param_batch_size", "param_input_len", "param_output_len"} <= set(pcols):
+        return df
+    names = [c[len("param_") :] for c in pcols]
+    cols = ["metric", "raw_value", "unit", *pcols]
+    for i, (metric, raw, unit, *vals) in zip(df.index, df[cols].itertuples(index=False, name=None), strict=True):
+        if metric not in LATENCY_METRICS and metric != "latency_per_output_token":
             continue
-        ok, why = check_value(row["metric"], row["raw_value"], row["unit"], arch, dtype, gpu, params)
+        ok, why = check_value(metric, raw, unit, arch, dtype, gpu, dict(zip(names, vals, strict=True)))
         if not ok:
             df.at[i, "valid"] = False
             df.at[i, "invalid_reason"] = why

@@ -92,10 +92,11 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
     rows = []
     for m in metrics:
         rows.append({**base, **m, "raw_value": m.get("value"), "valid": True, "invalid_reason": None})
-    df = pd.DataFrame(rows)
-    for k, v in record["params"].items():
-        df[f"param_{k}"] = v
-    return normalize(df)
+    # built column by column with the schema's dtypes (one cast per column, not one per cell)
+    data = {c: pd.array([r.get(c) for r in rows], dtype=dt) for c, (dt, _) in COLUMNS.items()}
+    for k in sorted(record["params"]):
+        data[f"param_{k}"] = [record["params"][k]] * len(rows)
+    return pd.DataFrame(data)
 
 
 def normalize(df: pd.DataFrame) -> pd.DataFrame:

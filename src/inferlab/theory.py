@@ -78,7 +78,8 @@ def latency_floor_s(arch: dict, dtype: str, gpu: dict, batch_size: int, input_le
     """
     tokens = batch_size * (input_len + output_len - 1)
     compute = prefill_floor_s(arch, gpu, tokens)
-    kv_tokens = batch_size * sum(input_len + t for t in range(1, output_len))
+    steps = output_len - 1  # decode steps after the prefill; step t reads input_len + t tokens of KV
+    kv_tokens = batch_size * (steps * input_len + steps * (steps + 1) // 2)
     mem_bytes = output_len * weights_bytes(arch, dtype) + kv_tokens * kv_bytes_per_token(arch, dtype)
     memory = mem_bytes / (gpu["hbm_gbps"] * 1e9)
     return max(compute, memory)
