@@ -62,7 +62,8 @@ def rerun_command(cell_dir: str, profile: str, snakemake: str = ".venv/bin/snake
     """Re-measure one cell (on its partition, via the profile) and refresh its week's tables."""
     week = CELL_RE.search(str(cell_dir)).group("week")
     rec = f"{cell_dir}/cell.json"
-    return f"{snakemake} --profile {profile} --forcerun {shlex.quote(rec)} -- {week}_all"
+    # the target first: --forcerun takes several values, so nothing positional may follow it
+    return f"{snakemake} {week}_all --profile {profile} --forcerun {shlex.quote(rec)}"
 
 
 def slurm_state(job_id: str) -> str | None:
