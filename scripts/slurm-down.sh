@@ -4,11 +4,12 @@
 # Idempotent; never touches processes it did not start.
 set -euo pipefail
 STATE=${INFERLAB_SLURM_STATE:-/var/lib/inferlab-slurm}
-[ -s "$STATE/started" ] || { echo "[slurm-down] nothing recorded as started"; exit 0; }
-if command -v scancel >/dev/null && grep -q "slurmctld" "$STATE/started"; then
+STARTED=${INFERLAB_SLURM_STARTED:-$STATE/started}  # the daemons this bring-up started (slurm-down stops those)
+[ -s "$STARTED" ] || { echo "[slurm-down] nothing recorded as started"; exit 0; }
+if command -v scancel >/dev/null && grep -q "slurmctld" "$STARTED"; then
   scancel --cluster=inferlab --full --quiet --user="$(id -un)" 2>/dev/null || scancel -u "$(id -un)" 2>/dev/null || true
 fi
-tac "$STATE/started" | while read -r name pid; do
+tac "$STARTED" | while read -r name pid; do
   [ -n "${pid:-}" ] || continue
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
   case "$exe" in
@@ -19,4 +20,4 @@ tac "$STATE/started" | while read -r name pid; do
     *) echo "[slurm-down] $name ($pid) no longer running" ;;
   esac
 done
-: > "$STATE/started"
+: > "$STARTED"

@@ -7,6 +7,7 @@
 # so MinJobAge keeps finished jobs visible.
 set -euo pipefail
 STATE=${INFERLAB_SLURM_STATE:-/var/lib/inferlab-slurm}
+STARTED=${INFERLAB_SLURM_STARTED:-$STATE/started}  # the daemons this bring-up started (slurm-down stops those)
 CPUS=${INFERLAB_SLURM_CPUS:-4}        # advertised cores (config_overrides lets 2 real cores host 2 jobs)
 MEM=${INFERLAB_SLURM_MEM_MB:-16000}   # advertised memory (MB)
 [ "$(id -u)" = 0 ] || { echo "slurm-up: needs root" >&2; exit 2; }
@@ -20,7 +21,7 @@ fi
 
 HOST=$(hostname -s)
 mkdir -p "$STATE/dev" /run/munge /run/slurm /var/lib/slurm/slurmctld /var/lib/slurm/slurmd /var/log/slurm /etc/slurm
-touch "$STATE/started"
+touch "$STARTED"
 chown munge:munge /run/munge /etc/munge 2>/dev/null || true
 chmod 0755 /run/munge
 if [ ! -s /etc/munge/munge.key ]; then
@@ -80,7 +81,7 @@ printf '%s\n' "$conf" > /etc/slurm/slurm.conf
 printf 'AutoDetect=off\n%s' "$gres_lines" > /etc/slurm/gres.conf
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-started() { echo "$1 $(cat "$2")" >> "$STATE/started"; }
+started() { echo "$1 $(cat "$2")" >> "$STARTED"; }
 
 if ! alive /run/munge/munged.pid; then
   runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid 2>/dev/null \

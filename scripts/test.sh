@@ -15,8 +15,12 @@ echo "[test] snakemake --lint"
 .venv/bin/snakemake --lint
 if [ "$(id -u)" = 0 ] && [ "${INFERLAB_SLURM:-1}" = 1 ]; then
   echo "[test] test Slurm up"
+  # record what this run starts in its own file, so the teardown stops only that (a Slurm that was
+  # already up, e.g. a developer's, is left running)
+  export INFERLAB_SLURM_STARTED
+  INFERLAB_SLURM_STARTED=$(mktemp)
   scripts/slurm-up.sh
-  trap 'scripts/slurm-down.sh' EXIT
+  trap 'scripts/slurm-down.sh; rm -f "$INFERLAB_SLURM_STARTED"' EXIT
   export INFERLAB_REQUIRE_SLURM=1
 fi
 echo "[test] pytest"
