@@ -11,12 +11,8 @@ sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
     spec = json.loads(sm.params.spec)
     root = Path(sm.scriptdir).resolve().parents[1]
-    setup = spec["engine_setup"]
-    env = setup.get("env")
-    if env and not Path(env).is_absolute():
-        env = str(root / env)
-    engine = engines.get(spec["cell"]["engine"])(
-        env, spec["engine_catalog"], setup.get("args", {}), setup.get("env_vars", {}), spec.get("compile_cache")
+    engine = engines.from_setup(
+        spec["cell"]["engine"], spec["engine_setup"], spec["engine_catalog"], spec.get("compile_cache"), root
     )
     record = runner.run_cell(
         spec["cell"],

@@ -21,14 +21,18 @@ def get(name: str) -> type[Engine]:
 __all__ = ["ENGINES", "Engine", "engine_args_to_cli", "get"]
 
 
-def from_config(cfg, name: str, base_dir=".") -> Engine:
-    """The adapter for engine ``name`` as the run's preset sets it up (env, args, env vars)."""
+def from_setup(name: str, setup: dict, catalog: dict, compile_cache=None, base_dir=".") -> Engine:
+    """The adapter for engine ``name`` from a preset's engine setup (env, args, env vars) and its
+    catalog entry; a relative ``env`` is taken from ``base_dir`` (the repository)."""
     from pathlib import Path
 
-    setup = cfg.preset["engines"].get(name, {})
     env = setup.get("env")
     if env and not Path(env).is_absolute():
         env = str(Path(base_dir) / env)
-    return get(name)(
-        env, cfg.engines[name], setup.get("args", {}), setup.get("env_vars", {}), cfg.preset.get("compile_cache")
-    )
+    return get(name)(env, catalog, setup.get("args", {}), setup.get("env_vars", {}), compile_cache)
+
+
+def from_config(cfg, name: str, base_dir=".") -> Engine:
+    """The adapter for engine ``name`` as the run's preset sets it up."""
+    setup = cfg.preset["engines"].get(name, {})
+    return from_setup(name, setup, cfg.engines[name], cfg.preset.get("compile_cache"), base_dir)
