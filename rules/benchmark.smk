@@ -9,6 +9,8 @@ rule bench_cell:
         record=f"{CELL_DIR}/cell.json",
     log:
         f"{CELL_LOG}/bench_cell.log",
+    wildcard_constraints:
+        experiment="|".join(OFFLINE_EXPERIMENTS) or "(?!)",
     conda:
         "../envs/workflow.yaml"
     threads: 2

@@ -10,6 +10,20 @@ from inferlab import matrix as il_matrix  # noqa: E402
 
 CFG = il_config.load(config, base_dir=workflow.basedir)
 CELLS = il_matrix.expand(CFG)
+# serving cells run in one session job per server configuration (rules/serving.smk)
+SESSIONS = il_matrix.sessions(CELLS, il_matrix.selection(CFG, CELLS))
+FULL_SESSIONS = il_matrix.sessions(CELLS)
+# offline cells (one engine process each) run in bench_cell; its experiment wildcard is limited
+# to their experiments so it never competes with a session rule for a record
+OFFLINE_EXPERIMENTS = sorted(
+    {c.experiment for c in CELLS.values() if c.tool not in il_matrix.SERVING_TOOLS}
+)
+_SERVING_EXPERIMENTS = {k[1] for k in FULL_SESSIONS}
+if set(OFFLINE_EXPERIMENTS) & _SERVING_EXPERIMENTS:
+    raise ValueError(
+        f"experiment ids {sorted(set(OFFLINE_EXPERIMENTS) & _SERVING_EXPERIMENTS)} name both an "
+        "offline and a serving experiment (in different weeks); give them distinct ids"
+    )
 WEEKS = list(CFG.weeks)
 RESULTS = CFG.preset["results"]
 LOGS = CFG.preset["logs"]
@@ -18,7 +32,15 @@ PKG = Path(workflow.basedir) / "src" / "inferlab"
 # The library code each stage's result depends on: edit it and that stage reruns (cheap, local
 # stages only; a benchmark cell reruns when its parameters change, not when Python is edited).
 EXTRACT_CODE = [
-    str(PKG / f) for f in ("records.py", "guard.py", "theory.py", "engines/vllm.py")
+    str(PKG / f)
+    for f in (
+        "records.py",
+        "guard.py",
+        "theory.py",
+        "engines/vllm.py",
+        "engines/sglang.py",
+        "engines/serving.py",
+    )
 ]
 AGGREGATE_CODE = [
     str(PKG / f) for f in ("aggregate.py", "tables.py", "theory.py", "guard.py")
@@ -35,6 +57,7 @@ wildcard_constraints:
     cell=r"[A-Za-z0-9._+-]+",
     model=r"[A-Za-z0-9._-]+",
     dataset=r"[A-Za-z0-9._-]+",
+    filename=r"[A-Za-z0-9._-]+",
 
 
 def cell_of(wildcards):
@@ -74,8 +97,18 @@ def cell_spec(wildcards):
     return json.dumps(spec, sort_keys=True)
 
 
+def gpu_count(gpu):
+    return 0 if CFG.gpu(gpu).get("kind", "gpu") == "cpu" else 1
+
+
+def gpu_model(gpu):
+    # the gres type of the GPU (--gpus=<type>:1); site data in config/gpus.yaml
+    g = CFG.gpu(gpu)
+    return g.get("gres_type", "") if g.get("kind", "gpu") == "gpu" else ""
+
+
 def cell_gpus(wildcards):
-    return 0 if CFG.gpu(wildcards.gpu).get("kind", "gpu") == "cpu" else 1
+    return gpu_count(wildcards.gpu)
 
 
 def cell_partition(wildcards):
@@ -83,9 +116,50 @@ def cell_partition(wildcards):
 
 
 def cell_gpu_model(wildcards):
-    # the gres type of the GPU (--gpus=<type>:1); site data in config/gpus.yaml
-    g = CFG.gpu(wildcards.gpu)
-    return g.get("gres_type", "") if g.get("kind", "gpu") == "gpu" else ""
+    return gpu_model(wildcards.gpu)
+
+
+def dataset_path(dataset_id):
+    d = CFG.datasets[dataset_id]
+    kind = "built/" if d["source"] == "build" else ""
+    return f"{CACHE}/datasets/{kind}{dataset_id}/{d['filename']}"
+
+
+def session_name(key):
+    return "serve_engine_" + "_".join(key)
+
+
+def session_dir(key):
+    week, exp, engine, gpu = key
+    return f"{RESULTS}/{week}/{exp}/{engine}/{gpu}/_server"
+
+
+def session_spec(key):
+    """Everything that defines a session's measurements, for ALL cells of its configuration (not
+    only those this run measures): a rerun of one cell leaves the params unchanged, so the next
+    full run does not re-measure its siblings; any change to a cell reruns the session."""
+    cells = FULL_SESSIONS[key]
+    first = cells[0]
+    spec = {
+        "cells": {c.cell: c.to_dict() for c in cells},
+        "server_args": first.engine_args,
+        "engine_setup": CFG.preset["engines"].get(first.engine, {}),
+        "engine_catalog": CFG.engines[first.engine],
+        "faults": {
+            c.cell: CFG.preset["inject_fault"][c.path]
+            for c in cells
+            if c.path in CFG.preset["inject_fault"]
+        },
+        "compile_cache": CFG.preset["compile_cache"],
+        "ready_timeout_s": CFG.preset["server_ready_timeout_s"],
+        "session_dir": session_dir(key),
+    }
+    return json.dumps(spec, sort_keys=True)
+
+
+def session_runtime_min(cells):
+    # Slurm limit: server start + every cell's own deadline + teardown
+    return int((CFG.preset["server_ready_timeout_s"] + sum(c.timeout_s for c in cells)) // 60) + 5
 
 
 def cell_runtime_min(wildcards):

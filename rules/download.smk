@@ -55,3 +55,19 @@ rule download_dataset:
         sha256=lambda w: CFG.datasets[w.dataset]["sha256"],
     script:
         "../workflow/scripts/download_dataset.py"
+
+
+rule build_dataset:
+    # The embedded default has no hub: a ShareGPT-format file is generated here and stands where
+    # the download would (same format, same client code path).
+    output:
+        f"{CACHE}/datasets/built/{{dataset}}/{{filename}}",
+    log:
+        f"{LOGS}/download/build_dataset_{{dataset}}_{{filename}}.log",
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        spec=lambda w: CFG.datasets[w.dataset],
+    script:
+        "../workflow/scripts/build_dataset.py"

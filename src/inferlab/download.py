@@ -27,15 +27,25 @@ def sha256_file(path, chunk=1 << 20) -> str:
     return h.hexdigest()
 
 
-def fetch_dataset(url: str, sha256: str, dest, timeout: float = 60) -> Path:
+def fetch_dataset(url: str, sha256: str | None, dest, timeout: float = 60) -> Path:
+    """Fetch ``url`` to ``dest``, verified against ``sha256``. ``sha256: null`` in config means the
+    pin is not known yet: the first download's hash is recorded in ``<dest>.sha256`` and printed,
+    and every later fetch must match it (trust on first use, visible in the log and provenance)."""
     dest = Path(dest)
-    if dest.exists() and sha256_file(dest) == sha256:
+    pin_file = dest.with_name(dest.name + ".sha256")
+    if sha256 is None and pin_file.exists():
+        sha256 = pin_file.read_text().split()[0]
+    if dest.exists() and sha256 is not None and sha256_file(dest) == sha256:
         return dest
     with atomic_path(dest) as tmp:
         with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
             while chunk := r.read(1 << 20):
                 f.write(chunk)
         got = sha256_file(tmp)
+        if sha256 is None:
+            print(f"{url}: no sha256 pinned in config; recorded {got} in {pin_file} (pin it in config)")
+            pin_file.write_text(f"{got}  {url}\n")
+            sha256 = got
         if got != sha256:
             raise ChecksumError(f"{url}: sha256 {got} != pinned {sha256}; nothing was written to {dest}")
     return dest
@@ -49,4 +59,30 @@ def fetch_model(repo_id: str, revision: str, dest, token_env: str = "HF_TOKEN") 
     snapshot_download(repo_id=repo_id, revision=revision, local_dir=tmp, token=os.environ.get(token_env) or None)
     (tmp / ".inferlab_revision").write_text(f"{repo_id}@{revision}\n")
     os.replace(tmp, dest)
+    return dest
+
+
+WORDS = (
+    "the a model token cache batch request server latency memory bandwidth kernel attention layer "
+    "prefill decode queue rate throughput GPU schedule stream prompt answer explain why how what "
+    "compare measure report table figure course week student engine vLLM SGLang Slurm node job"
+).split()
+
+
+def build_sharegpt(dest, n: int = 200, seed: int = 0) -> Path:
+    """A ShareGPT-format file (``[{"id", "conversations": [{"from": "human"|"gpt", "value"}]}]``)
+    of ``n`` generated two-turn conversations with varied prompt and answer lengths: the nearest
+    real thing to ShareGPT where the hub cannot be reached (tests, the embedded default)."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    data = []
+    for i in range(n):
+        q = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 160))) + "?"
+        a = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 200))) + "."
+        data.append({"id": f"gen_{i}", "conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]})
+    dest = Path(dest)
+    with atomic_path(dest) as tmp:
+        tmp.write_text(json.dumps(data, indent=0))
     return dest

@@ -130,3 +130,42 @@ def expand(cfg: Config) -> dict[str, Cell]:
         for c in expand_week(cfg, week):
             out[c.path] = c
     return out
+
+
+SERVING_TOOLS = ("bench_serving",)
+
+
+def selection(cfg: Config, cells: dict[str, Cell]) -> set[str]:
+    """The cell paths named by the preset's ``cells`` key (``--config cells=...``), checked."""
+    sel = cfg.preset.get("cells") or []
+    if isinstance(sel, str):
+        sel = [s for s in sel.split(",") if s.strip()]
+    out = set()
+    for i, path in enumerate(sel):
+        path = path.strip().strip("/")
+        for prefix in (cfg.preset["results"].rstrip("/") + "/",):
+            if path.startswith(prefix):
+                path = path[len(prefix) :]
+        for suffix in ("/cell.json", "/metrics.parquet"):
+            if path.endswith(suffix):
+                path = path[: -len(suffix)]
+        if path not in cells:
+            raise ConfigError(
+                cfg.files["preset"], f"cells[{i}]", f"{path!r} is not a cell of this run (week/experiment/engine/gpu/cell)"
+            )
+        out.add(path)
+    return out
+
+
+def sessions(cells: dict[str, Cell], selected: set[str] = frozenset()) -> dict[tuple, list[Cell]]:
+    """Serving cells grouped by server configuration (week, experiment, engine, gpu), in sweep
+    order. Where ``selected`` names cells of a configuration, its session holds only those."""
+    out: dict[tuple, list[Cell]] = {}
+    for c in cells.values():
+        if c.tool in SERVING_TOOLS:
+            out.setdefault((c.week, c.experiment, c.engine, c.gpu), []).append(c)
+    for key, cs in out.items():
+        picked = [c for c in cs if c.path in selected]
+        if picked:
+            out[key] = picked
+    return out

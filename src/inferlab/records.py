@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import engines as engines_mod
+from .engines import serving as serving_mod
 
 SCHEMA_VERSION = 1
 
@@ -36,7 +37,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "reason": (
         "string",
         "failure class: oom, timeout, engine_error, client_error, parse_error, "
-        "cancelled, engine_unavailable (null when ok)",
+        "cancelled, engine_unavailable, server_died (null when ok)",
     ),
     "detail": ("string", "human-readable detail of the failure"),
     "log_tail": ("string", "last lines of the engine log for failed cells"),
@@ -51,6 +52,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "slurm_job_id": ("string", "Slurm job id, if any"),
     "git_commit": ("string", "workflow commit the cell ran from"),
     "prefix_caching": ("string", "enabled | disabled | engine default"),
+    "client": ("string", "the load client of a serving cell (vllm bench serve, sglang.benchmark.serving)"),
+    "server_port": ("string", "port the cell's server was started on (probed free)"),
+    "telemetry": ("string", "ok | unavailable: <why> (NVML GPU telemetry of the cell)"),
     "command": ("string", "the exact command line"),
 }
 
@@ -74,6 +78,9 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
         "slurm_job_id": (prov.get("slurm") or {}).get("SLURM_JOB_ID"),
         "git_commit": (prov.get("workflow_git") or {}).get("commit"),
         "prefix_caching": prov.get("prefix_caching"),
+        "client": prov.get("client"),
+        "server_port": None if prov.get("server_port") is None else str(prov["server_port"]),
+        "telemetry": (record.get("telemetry") or {}).get("telemetry"),
         "command": " ".join(prov["command"]) if prov.get("command") else None,
     }
     eng = engine or engines_mod.get(record["engine"])(None, {})
@@ -89,6 +96,11 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
         ]
         if not metrics:  # a tool with no known metrics still leaves a row
             metrics = [{"metric": "status", "value": None, "unit": None, "definition": None}]
+    if record["status"] == "ok" and base["status"] == "ok":
+        telem = record.get("telemetry") or {}
+        for k, (unit, d) in serving_mod.TELEMETRY.items():
+            if telem.get(k) is not None:
+                metrics = metrics + [{"metric": k, "value": float(telem[k]), "unit": unit, "definition": d}]
     rows = []
     for m in metrics:
         rows.append({**base, **m, "raw_value": m.get("value"), "valid": True, "invalid_reason": None})
@@ -106,6 +118,12 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = None
         df[col] = df[col].astype(dtype)
     params = sorted(c for c in df.columns if c.startswith("param_"))
+    for c in params:
+        # a parameter swept over numbers and a word (request_rate 1, 4, 10, "inf") is text in the
+        # week's Parquet: one column, one type
+        kinds = {type(v) for v in df[c].dropna()}
+        if len(kinds) > 1 and str in kinds:
+            df[c] = df[c].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
     return df[list(COLUMNS) + params]
 
 
@@ -136,6 +154,17 @@ def schema_markdown() -> str:
         "- `latency_per_output_token` (ms/token) = `latency_avg / output_len`; includes the prefill, as the",
         "  course's Week 3 decode table does.",
         "- Week 3's prefill latency is `latency_avg` of a cell with `output_len = 1`.",
+        "",
+        "Serving cells (`tool` = `bench_serving`; `client` names the load client):",
+        "",
+    ]
+    for m, d in serving_mod.LATENCIES.items():
+        lines.append(f"- `{m}_{{mean,p50,p90,p99}}` (ms): {d}.")
+    for k, (u, d) in {**serving_mod.COUNTS, **serving_mod.TELEMETRY}.items():
+        lines.append(f"- `{k}` ({u}): {d}.")
+    lines += [
+        "- Telemetry rows are present only where NVML saw the GPU; the `telemetry` column says",
+        "  `unavailable: <why>` otherwise (the CPU default).",
         "",
         "## Status and validity",
         "",

@@ -38,6 +38,7 @@ REASONS = (
     "cancelled",
     "engine_unavailable",
     "injected",
+    "server_died",
 )
 TAIL_LINES = 40
 

@@ -29,7 +29,11 @@ def from_setup(name: str, setup: dict, catalog: dict, compile_cache=None, base_d
     env = setup.get("env")
     if env and not Path(env).is_absolute():
         env = str(Path(base_dir) / env)
-    return get(name)(env, catalog, setup.get("args", {}), setup.get("env_vars", {}), compile_cache)
+    kw = {}
+    if setup.get("client_env"):
+        ce = setup["client_env"]
+        kw["client_env"] = ce if Path(ce).is_absolute() else str(Path(base_dir) / ce)
+    return get(name)(env, catalog, setup.get("args", {}), setup.get("env_vars", {}), compile_cache, **kw)
 
 
 def from_config(cfg, name: str, base_dir=".") -> Engine:

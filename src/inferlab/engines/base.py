@@ -125,9 +125,31 @@ class Engine:
         env.update(self.env_vars)
         return env
 
-    # -- tools ---------------------------------------------------------------------------------
+    # -- offline tools (one process: engine + benchmark) ------------------------------------------
     def command(self, tool: str, model_path: str, params: dict, engine_args: dict, out_json: Path) -> list[str]:
         raise NotImplementedError
+
+    # -- serving (a server, then a load client against it) ----------------------------------------
+    # readiness endpoint (200 once the engine can serve) and Prometheus metrics endpoint
+    health_path = "/health"
+    metrics_path = "/metrics"
+    #: the tool name a serving cell's record carries (the engine's own load client)
+    serving_client = ""
+
+    def serve_command(self, model_path: str, host: str, port: int, server_args: dict) -> list[str]:
+        """The server's command line for ``server_args`` (engine-neutral names, see ``server_flags``)."""
+        raise NotImplementedError
+
+    def server_flags(self, server_args: dict) -> dict:
+        """Engine-neutral server arguments (vLLM's names) -> this engine's flag names."""
+        return dict(server_args)
+
+    def client_command(self, base_url: str, model_path: str, params: dict, dataset_path: str, out_file: Path) -> list[str]:
+        """The load client's command line for one cell (request rate, prompts...)."""
+        raise NotImplementedError
+
+    def client_environ(self) -> dict:
+        return self.environ(None)
 
     def parse(self, tool: str, raw_path: Path, params: dict) -> list[dict]:
         """Metrics as ``[{"metric", "value", "unit", "definition"}]``."""

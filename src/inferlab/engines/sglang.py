@@ -1,21 +1,138 @@
-"""SGLang. Its server needs a GPU (``sgl_kernel``); where the probe import fails its cells are
-typed ``skipped: engine_unavailable``. Serving tools arrive with the Week 1 work."""
+"""SGLang: ``python -m sglang.launch_server`` loaded by ``python -m sglang.benchmark.serving``
+(SGLang 0.5.23; output fields: shared/notes/benchmark-outputs.md).
+
+The server needs a GPU (``sgl_kernel``): where the probe import fails, on the CPU default and on
+clusters whose ``sgl_kernel`` build does not match the GPU, its cells are typed
+``skipped: engine_unavailable`` with the import error as the reason.
+
+The load client is pure Python and runs without a GPU. It may live in its own environment
+(``client_env`` in the preset; the CPU default installs it in ``.venv-sglang-client``) and is run
+through ``sglang_client.py``, which stands in for torchvision where the CPU client has none.
+Traps handled by :func:`parse_bench_serving`: the output file is JSONL that APPENDS one line per
+run (the last line is this run's), ``request_rate`` may be a bare ``Infinity``, and there is no
+``failed`` field (failed = num_prompts - completed).
+"""
 
 from __future__ import annotations
 
-from .base import Engine
+import json
+from pathlib import Path
+
+from . import serving
+from .base import Engine, engine_args_to_cli
+
+# engine-neutral (vLLM) server argument names -> SGLang's
+ARG_MAP = {
+    "max_model_len": "context_length",
+    "gpu_memory_utilization": "mem_fraction_static",
+    "max_num_seqs": "max_running_requests",
+    "tensor_parallel_size": "tp_size",
+    "dtype": "dtype",
+    "seed": "random_seed",
+}
+# vLLM-only switches with no SGLang counterpart (ignored, not passed)
+IGNORED = {"enforce_eager", "disable_log_requests"}
+CLIENT = Path(__file__).with_name("sglang_client.py")
 
 
 class SGLang(Engine):
     name = "sglang"
+    serving_client = "sglang.benchmark.serving"
 
-    def command(self, tool, model_path, params, engine_args, out_json):
-        raise ValueError(f"sglang adapter has no tool {tool!r} yet")
+    def __init__(self, *a, client_env: str | None = None, **k):
+        super().__init__(*a, **k)
+        self.client_env = Path(client_env) if client_env else self.env
+
+    def server_flags(self, server_args):
+        out = {}
+        for k, v in server_args.items():
+            if k == "enable_prefix_caching":
+                if v is False:
+                    out["disable_radix_cache"] = True  # SGLang's prefix cache is its radix cache
+                continue
+            if k in IGNORED:
+                continue
+            out[ARG_MAP.get(k, k)] = v
+        return out
+
+    def serve_command(self, model_path, host, port, server_args):
+        merged = {**self.server_flags(self.run_args), **self.server_flags(server_args)}
+        return [
+            self.python,
+            "-m",
+            "sglang.launch_server",
+            "--model-path",
+            str(model_path),
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ] + engine_args_to_cli(merged)
+
+    def client_command(self, base_url, model_path, params, dataset_path, out_file):
+        p = params
+        py = str((self.client_env / "bin" / "python").absolute()) if self.client_env else "python"
+        cmd = [
+            py,
+            str(CLIENT),
+            "--backend",
+            p.get("client_backend", self.catalog.get("client_backend", "sglang")),
+            "--base-url",
+            base_url,
+            "--model",
+            str(model_path),
+            "--tokenizer",
+            str(model_path),
+            "--dataset-name",
+            p.get("dataset_name", "sharegpt"),
+            "--dataset-path",
+            str(dataset_path),
+            "--num-prompts",
+            str(p["num_prompts"]),
+            "--request-rate",
+            str(p["request_rate"]),
+            "--seed",
+            str(p.get("seed", 0)),
+            "--output-file",
+            str(out_file),
+            "--disable-tqdm",
+        ]
+        if p.get("max_concurrency"):
+            cmd += ["--max-concurrency", str(p["max_concurrency"])]
+        return cmd
+
+    def client_environ(self):
+        env = self.environ(None)
+        env.pop("PYTHONPATH", None)
+        return env
 
     def metric_names(self, tool):
+        if tool == "bench_serving":
+            return serving.metric_names()
         from .vllm import VLLM
 
-        return VLLM.metric_names(self, tool) if tool == "vllm_bench_latency" else []
+        return VLLM.metric_names(self, tool)
 
     def parse(self, tool, raw_path, params):
-        raise ValueError(f"sglang adapter has no tool {tool!r} yet")
+        if tool != "bench_serving":
+            raise ValueError(f"sglang adapter has no tool {tool!r}")
+        return parse_bench_serving(Path(raw_path).read_text(), params)
+
+
+def parse_bench_serving(text: str, params: dict) -> list[dict]:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError("empty output file")
+    data = json.loads(lines[-1])  # the file appends; this run wrote the last line (json accepts Infinity)
+    stats = {}
+    for m, key in (("ttft", "ttft"), ("tpot", "tpot"), ("itl", "itl"), ("e2el", "e2e_latency")):
+        stats[f"{m}_mean"] = data.get(f"mean_{key}_ms")
+        stats[f"{m}_p50"] = data.get(f"median_{key}_ms")
+        stats[f"{m}_p90"] = data.get(f"p90_{key}_ms")
+        stats[f"{m}_p99"] = data.get(f"p99_{key}_ms")
+    counts = {k: data.get(k) for k in serving.COUNTS}
+    counts["total_token_throughput"] = data.get("total_throughput")
+    if counts.get("completed") is not None and params.get("num_prompts") is not None:
+        counts["failed"] = int(params["num_prompts"]) - int(counts["completed"])
+    serving.check(counts)
+    return serving.rows(stats, counts, "sglang.benchmark.serving")

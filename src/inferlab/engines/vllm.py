@@ -1,4 +1,5 @@
-"""vLLM: ``vllm bench latency`` (offline, one engine per run)."""
+"""vLLM: ``vllm bench latency`` (offline, one engine per run) and serving: ``vllm serve`` loaded by
+``vllm bench serve`` (output fields of vLLM 0.32/0.33: shared/notes/benchmark-outputs.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from . import serving
 from .base import Engine, engine_args_to_cli
 
 LATENCY_PERCENTILES = ("10", "25", "50", "75", "90", "99")
@@ -17,6 +19,63 @@ DEF_PER_TOKEN = "latency_avg / output_len: per-output-token latency including th
 
 class VLLM(Engine):
     name = "vllm"
+    serving_client = "vllm bench serve"
+
+    # -- serving -------------------------------------------------------------------------------
+    def serve_command(self, model_path, host, port, server_args):
+        merged = {**self.run_args, **self.server_flags(server_args)}
+        return [
+            self.bin(self.catalog.get("bin", "vllm")),
+            "serve",
+            str(model_path),
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ] + engine_args_to_cli(merged)
+
+    def client_command(self, base_url, model_path, params, dataset_path, out_file):
+        p = params
+        out_file = Path(out_file)
+        cmd = [
+            self.bin(self.catalog.get("bin", "vllm")),
+            "bench",
+            "serve",
+            "--backend",
+            "vllm",
+            "--base-url",
+            base_url,
+            "--endpoint",
+            "/v1/completions",
+            "--model",
+            str(model_path),
+            "--dataset-name",
+            p.get("dataset_name", "sharegpt"),
+            "--dataset-path",
+            str(dataset_path),
+            "--num-prompts",
+            str(p["num_prompts"]),
+            "--request-rate",
+            str(p["request_rate"]),
+            "--seed",
+            str(p.get("seed", 0)),
+            "--percentile-metrics",
+            "ttft,tpot,itl,e2el",
+            "--metric-percentiles",
+            "50,90,99",
+            "--save-result",
+            "--result-dir",
+            str(out_file.parent),
+            "--result-filename",
+            out_file.name,
+            "--disable-tqdm",
+        ]
+        if p.get("ignore_eos"):
+            # SGLang's client ignores EOS by default: same output-length policy on both sides
+            cmd.append("--ignore-eos")
+        if p.get("max_concurrency"):
+            cmd += ["--max-concurrency", str(p["max_concurrency"])]
+        return cmd
 
     def command(self, tool, model_path, params, engine_args, out_json):
         if tool != "vllm_bench_latency":
@@ -46,6 +105,8 @@ class VLLM(Engine):
         return cmd + engine_args_to_cli(merged)
 
     def metric_names(self, tool):
+        if tool == "bench_serving":
+            return serving.metric_names()
         return (
             [("latency_avg", "ms")]
             + [(f"latency_p{q}", "ms") for q in LATENCY_PERCENTILES]
@@ -54,6 +115,8 @@ class VLLM(Engine):
 
     def parse(self, tool, raw_path: Path, params: dict) -> list[dict]:
         data = json.loads(Path(raw_path).read_text())
+        if tool == "bench_serving":
+            return parse_bench_serve(data)
         avg = data["avg_latency"]
         if not isinstance(avg, (int, float)) or not math.isfinite(avg) or avg <= 0:
             raise ValueError(f"avg_latency is not a positive number: {avg!r}")
@@ -78,3 +141,17 @@ class VLLM(Engine):
             }
         )
         return rows
+
+
+def parse_bench_serve(data: dict) -> list[dict]:
+    """``vllm bench serve --save-result`` JSON -> normalized rows. ``median_*`` and ``p50_*`` are the
+    same number (p50 only appears when 50 is asked for); p90 only when asked for."""
+    stats = {}
+    for m in serving.LATENCIES:
+        stats[f"{m}_mean"] = data.get(f"mean_{m}_ms")
+        stats[f"{m}_p50"] = data.get(f"p50_{m}_ms", data.get(f"median_{m}_ms"))
+        stats[f"{m}_p90"] = data.get(f"p90_{m}_ms")
+        stats[f"{m}_p99"] = data.get(f"p99_{m}_ms")
+    counts = {k: data.get(k) for k in serving.COUNTS}
+    serving.check(counts)
+    return serving.rows(stats, counts, "vllm bench serve")

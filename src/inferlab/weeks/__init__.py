@@ -4,6 +4,6 @@ A week module exposes ``aggregate(df, cfg, outdir) -> list[dict]`` (the tables i
 report) and writes its figures under ``outdir/figures``.
 """
 
-from . import week03
+from . import week01, week03
 
-WEEKS = {"week03": week03}
+WEEKS = {"week01": week01, "week03": week03}

@@ -1,0 +1,208 @@
+"""A serving engine's server process, done right on a shared node.
+
+- It runs in its own process group (``start_new_session``), so teardown reaches the API server
+  and every worker it forked (vLLM's EngineCore, SGLang's scheduler/detokenizer) and nothing else
+  on the node: no ``pkill -f``.
+- Its port is probed free at start (the kernel hands out an unused ephemeral port), never a
+  fixed 8000; if the server still loses a bind race it exits early and is started again on a
+  fresh port.
+- Ready means all three: the process is alive, the engine's health endpoint answers 200, and
+  this happens before a deadline. A server that dies while loading is reported at once, with its
+  exit code, not after the deadline.
+- Teardown terminates the group, waits until no member is left, and, where NVML sees the GPU,
+  until the GPU's memory has drained back to what it was before the server started.
+- The server's log is kept (``server.log``) beside the session's outputs.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runner import _group_alive, kill_group
+
+HOST = "127.0.0.1"  # the benchmark client runs in the same job, on the same node
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port nobody is listening on right now (the kernel picks it from the ephemeral range)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int | None, str]:
+    """(status, body) of a GET; status None when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read(1 << 20).decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return None, ""
+
+
+class ServerError(Exception):
+    """The server did not come up. ``reason`` is a record reason (engine_error, oom, timeout)."""
+
+    def __init__(self, reason: str, detail: str, returncode: int | None = None):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.returncode = returncode
+
+
+@dataclass
+class Server:
+    """One running server. Build it with :meth:`start`; use as a context manager to stop it."""
+
+    proc: subprocess.Popen
+    port: int
+    log: Path
+    health_path: str
+    started: float
+    ready_s: float | None = None
+    stopped_s: float | None = None
+    drain: dict = field(default_factory=dict)
+    gpu_baseline_mib: float | None = None
+    gpu_index: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        return self.alive() and http_get(self.base_url + self.health_path, timeout)[0] == 200
+
+    # -- start ------------------------------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        make_cmd,
+        log: Path,
+        env: dict,
+        health_path: str,
+        ready_timeout_s: float,
+        cwd: Path | None = None,
+        classify=None,
+        gpu_index: int | None = None,
+        bind_retries: int = 3,
+    ) -> Server:
+        """Start ``make_cmd(port)`` and wait until it is ready. Raises :class:`ServerError`."""
+        log = Path(log)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        baseline = gpu_memory_used_mib(gpu_index)
+        last = None
+        for attempt in range(bind_retries):
+            port = free_port()
+            cmd = make_cmd(port)
+            with open(log, "ab") as lf:
+                lf.write((f"$ {' '.join(cmd)}\n").encode())
+                lf.flush()
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=lf,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=True,
+                )
+            srv = cls(proc, port, log, health_path, time.monotonic(), gpu_baseline_mib=baseline, gpu_index=gpu_index)
+            try:
+                srv._wait_ready(ready_timeout_s, classify)
+                return srv
+            except ServerError as e:
+                srv.stop()
+                last = e
+                if "address already in use" in _tail(log).lower() and attempt + 1 < bind_retries:
+                    continue  # lost a bind race to another job: take a fresh port
+                raise
+        raise last  # pragma: no cover
+
+    def _wait_ready(self, timeout_s: float, classify) -> None:
+        deadline = self.started + timeout_s
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                text = _tail(self.log, 400)
+                reason = classify(rc, text) if classify else "engine_error"
+                raise ServerError(reason, f"server exited with {rc} before it was ready", rc)
+            if http_get(self.base_url + self.health_path, timeout=2.0)[0] == 200:
+                self.ready_s = round(time.monotonic() - self.started, 3)
+                return
+            if time.monotonic() > deadline:
+                raise ServerError("timeout", f"server not ready within {timeout_s:g} s (readiness timeout)")
+            time.sleep(0.5)
+
+    # -- stop --------------------------------------------------------------------------------
+    def stop(self, grace_s: float = 20.0, drain_timeout_s: float = 60.0) -> dict:
+        """Terminate the group; wait for it to be gone and for the GPU's memory to drain."""
+        t0 = time.monotonic()
+        try:
+            pgid = self.proc.pid  # leader of its own session: pgid == pid
+            kill_group(self.proc, grace_s=grace_s)
+            gone = not _group_alive(pgid)
+        finally:
+            self.proc.poll()
+        drained = wait_gpu_drained(self.gpu_index, self.gpu_baseline_mib, drain_timeout_s)
+        self.stopped_s = round(time.monotonic() - t0, 3)
+        self.drain = {"group_gone": gone, "returncode": self.proc.returncode, **drained}
+        return self.drain
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.stopped_s is None:
+            self.stop()
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    from .runner import log_tail
+
+    return log_tail(path, lines)
+
+
+# -- GPU memory drain (NVML) -------------------------------------------------------------------
+def _nvml_handle(index: int | None):
+    if index is None:
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+    except Exception:
+        return None
+
+
+def gpu_memory_used_mib(index: int | None) -> float | None:
+    h = _nvml_handle(index)
+    if h is None:
+        return None
+    import pynvml
+
+    return pynvml.nvmlDeviceGetMemoryInfo(h).used / 2**20
+
+
+def wait_gpu_drained(index: int | None, baseline_mib: float | None, timeout_s: float) -> dict:
+    """Wait until the GPU's used memory is back within 1 GiB of ``baseline_mib``."""
+    if index is None or baseline_mib is None:
+        return {"gpu_drain": "unavailable: no GPU seen by NVML"}
+    t0 = time.monotonic()
+    while True:
+        used = gpu_memory_used_mib(index)
+        if used is None or used <= baseline_mib + 1024:
+            return {"gpu_drain": "ok", "gpu_drain_s": round(time.monotonic() - t0, 3), "gpu_used_mib": used}
+        if time.monotonic() - t0 > timeout_s:
+            return {"gpu_drain": "timeout", "gpu_used_mib": used, "gpu_baseline_mib": baseline_mib}
+        time.sleep(0.5)

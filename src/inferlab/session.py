@@ -1,0 +1,307 @@
+"""A serving session: one server start serves every cell of one server configuration.
+
+Why a session job and not Snakemake ``service()`` outputs: Snakemake runs a service job and ALL
+its consumers at the same time (they form one pipe/service group whose resources are summed),
+so the four request rates of a configuration would load one server concurrently and measure each
+other; the course's protocol is one rate at a time against an idle server. A session job owns the
+server for its whole life (start, readiness, teardown in one process, so nothing outlives the
+job), runs its cells one after another, and writes one typed record per cell. The course harness
+restarted the server per rate and slept 30 s; here the server starts once per configuration.
+
+Rerunning one cell: a session job's outputs are the records of the cells it is asked to measure.
+``--config cells=<cell path>[,<cell path>...]`` (what ``python -m inferlab.cells failed`` prints)
+narrows the sessions of those cells' configurations to exactly those cells: one server start,
+one measurement, the siblings' records untouched (see rules/serving.smk).
+
+Failure is data, per cell: a server that does not come up types every cell of the session
+(engine_error / oom / timeout, with the server log's tail); a server that dies during a cell
+types that cell ``server_died`` and every later cell of the session too (not measured), each
+with the server's exit code; a client that fails against a live server is ``client_error``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from . import io, provenance, telemetry
+from .engines.base import Engine
+from .runner import INTERRUPTED, RECORD, _slurm_state, _Terminated, kill_group, log_tail
+from .server import HOST, Server, ServerError
+
+SESSION = "session.json"
+SERVER_LOG = "server.log"
+CLIENT_LOG = "client.log"
+TELEMETRY = "telemetry.csv"
+RAW = "raw.json"
+FAULTS = ("kill_server",)
+
+
+def _archive(d: Path, names) -> None:
+    """Nothing a user ran is lost: a previous attempt's files move to attempts/<timestamp>/."""
+    old = [d / n for n in names if (d / n).exists()]
+    if old:
+        dest = d / "attempts" / time.strftime("%Y%m%dT%H%M%S")
+        dest.mkdir(parents=True, exist_ok=True)
+        for p in old:
+            p.rename(dest / p.name)
+
+
+class _Cell:
+    """One cell's record under construction."""
+
+    def __init__(self, cell: dict, outdir: Path, sdir: Path):
+        self.cell = cell
+        self.dir = Path(outdir).absolute()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _archive(self.dir, (RAW, CLIENT_LOG, RECORD, INTERRUPTED))
+        self.record = {
+            "schema_version": 1,
+            **{k: cell[k] for k in ("week", "experiment", "engine", "gpu", "cell", "tool", "model")},
+            "params": cell["params"],
+            "engine_args": cell.get("engine_args", {}),
+            "status": None,
+            "reason": None,
+            "detail": None,
+            "returncode": None,
+            "log_tail": "",
+            "raw": RAW,
+            "client_log": CLIENT_LOG,
+            "engine_log": str(Path("..") / sdir.name / SERVER_LOG),
+            "started_at": None,
+            "finished_at": None,
+            "wall_s": None,
+            "injected_fault": None,
+        }
+        self.t0 = None
+
+    def begin(self):
+        self.t0 = time.monotonic()
+        self.record["started_at"] = provenance.now()
+
+    def finish(self, status, reason=None, detail=None, returncode=None, tail="", extra=None):
+        self.record.update(
+            status=status,
+            reason=reason,
+            detail=detail,
+            returncode=returncode,
+            log_tail=tail,
+            finished_at=provenance.now(),
+            wall_s=None if self.t0 is None else round(time.monotonic() - self.t0, 3),
+        )
+        if extra:
+            self.record.update(extra)
+        io.write_json(self.dir / RECORD, self.record)
+        return self.record
+
+    @property
+    def done(self) -> bool:
+        return self.record["status"] is not None
+
+
+def run_session(
+    cells: list[dict],
+    cell_dirs: list[Path | str],
+    engine: Engine,
+    model_path: str,
+    dataset_path: str,
+    session_dir: Path | str,
+    server_args: dict,
+    workflow_dir: Path | str = ".",
+    ready_timeout_s: float = 900,
+    cell_timeout_s: float | None = None,
+    faults: dict | None = None,
+) -> dict:
+    """Start the server once, run ``cells`` in order against it, tear it down; write every
+    cell's ``cell.json`` and ``session_dir/session.json`` (timings: start-up, measuring, teardown)."""
+    sdir = Path(session_dir).absolute()
+    sdir.mkdir(parents=True, exist_ok=True)
+    _archive(sdir, (SESSION, SERVER_LOG, TELEMETRY))
+    faults = faults or {}
+    t_start = time.monotonic()
+    todo = [_Cell(c, d, sdir) for c, d in zip(cells, cell_dirs, strict=True)]
+    session = {
+        "engine": engine.name,
+        "cells": [c["cell"] for c in cells],
+        "server_args": server_args,
+        "started_at": provenance.now(),
+        "server_log": SERVER_LOG,
+        "telemetry_file": TELEMETRY,
+        "cells_s": {},
+    }
+
+    ok, why = engine.availability()
+    prov = provenance.collect(
+        workflow_dir,
+        engine.versions() if ok else {},
+        None,
+        {
+            "prefix_caching": {True: "enabled", False: "disabled"}.get(
+                server_args.get("enable_prefix_caching"), "engine default"
+            ),
+            "client": engine.serving_client,
+        },
+    )
+    if not ok:
+        for c in todo:
+            c.record["provenance"] = prov
+            c.finish("skipped", "engine_unavailable", why)
+        return _write_session(sdir, session, t_start, status="skipped", detail=why)
+
+    gpu_index = telemetry.visible_gpu_index()
+    sampler = telemetry.Sampler(sdir / TELEMETRY, gpu_index).start()
+    session["telemetry"] = sampler.status
+    prev = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(signum, frame):
+        raise _Terminated(signum)
+
+    for s in prev:
+        signal.signal(s, on_signal)
+    server = None
+    server_cmd = None
+    try:
+
+        def make_cmd(port):
+            nonlocal server_cmd
+            server_cmd = engine.serve_command(model_path, HOST, port, server_args)
+            return server_cmd
+
+        try:
+            server = Server.start(
+                make_cmd,
+                sdir / SERVER_LOG,
+                engine.environ(sdir),
+                engine.health_path,
+                ready_timeout_s,
+                cwd=sdir,
+                classify=engine.classify_failure,
+                gpu_index=gpu_index,
+            )
+        except ServerError as e:
+            tail = log_tail(sdir / SERVER_LOG)
+            for c in todo:
+                c.record["provenance"] = {**prov, "server_command": server_cmd}
+                c.finish("failed", e.reason, f"server did not start: {e.detail}", e.returncode, tail)
+            return _write_session(sdir, session, t_start, status="failed", detail=e.detail)
+        session.update(port=server.port, server_ready_s=server.ready_s, server_command=server_cmd)
+        died_in = None
+        for c in todo:
+            c.record["provenance"] = {**prov, "server_command": server_cmd, "server_port": server.port}
+            if not server.alive():
+                rc = server.proc.returncode
+                c.finish(
+                    "failed",
+                    "server_died",
+                    f"not measured: the server exited with {rc} during {died_in or 'the previous cell'}",
+                    rc,
+                    log_tail(sdir / SERVER_LOG),
+                )
+                continue
+            _run_one(c, engine, server, model_path, dataset_path, cell_timeout_s, sampler, faults.get(c.cell["cell"]))
+            session["cells_s"][c.cell["cell"]] = c.record["wall_s"]
+            if c.record["reason"] == "server_died":
+                died_in = c.cell["cell"]
+    except _Terminated as t:
+        state = _slurm_state()
+        reason = {"TIMEOUT": "timeout", "OUT_OF_MEMORY": "oom"}.get(state or "", "cancelled")
+        for c in todo:
+            if not c.done:
+                c.record.setdefault("provenance", prov)
+                rec = c.finish("failed", reason, f"session got signal {t.signum}; Slurm state {state or 'n/a'}")
+                io.write_json(c.dir / INTERRUPTED, rec)
+        if server is not None:
+            server.stop(grace_s=5.0, drain_timeout_s=10.0)
+        sampler.stop()
+        _write_session(sdir, session, t_start, status="interrupted", detail=f"signal {t.signum}")
+        raise SystemExit(128 + t.signum) from None
+    finally:
+        for s, h in prev.items():
+            signal.signal(s, h)
+        if server is not None and server.stopped_s is None:
+            session["teardown"] = server.stop()
+            session["teardown_s"] = server.stopped_s
+        sampler.stop()
+    return _write_session(sdir, session, t_start, status="done")
+
+
+def _run_one(c: _Cell, engine, server: Server, model_path, dataset_path, timeout_s, sampler, fault) -> None:
+    raw = c.dir / RAW
+    clog = c.dir / CLIENT_LOG
+    cmd = engine.client_command(server.base_url, model_path, c.cell["params"], dataset_path, raw)
+    c.record["provenance"]["command"] = cmd
+    c.record["injected_fault"] = fault
+    c.begin()
+    t_wall0 = time.time()
+    with open(clog, "wb") as lf:
+        lf.write(("$ " + " ".join(cmd) + "\n").encode())
+        lf.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdout=lf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=engine.client_environ(),
+            cwd=c.dir,
+            start_new_session=True,
+        )
+        try:
+            if fault == "kill_server":
+                # a real failure for tests: the server's whole group is killed while the client loads it
+                time.sleep(3.0)
+                kill_group(server.proc, grace_s=0.0)
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            rc = None
+        finally:
+            if proc.poll() is None:
+                kill_group(proc, grace_s=5.0)
+    t_wall1 = time.time()
+    tail = log_tail(clog)
+    if not server.alive():
+        c.finish(
+            "failed",
+            "server_died",
+            f"the server exited with {server.proc.returncode} during this cell",
+            server.proc.returncode,
+            tail + "\n--- server.log ---\n" + log_tail(server.log),
+        )
+        return
+    if rc is None:
+        c.finish("failed", "timeout", f"client did not finish within {timeout_s:g} s; its group was killed", None, tail)
+        return
+    if rc != 0 or not raw.exists():
+        detail = f"client exited with {rc}" + ("" if raw.exists() else " and wrote no output file")
+        c.finish("failed", "client_error", detail, rc, tail)
+        return
+    try:
+        rows = engine.parse(c.cell["tool"], raw, c.cell["params"])
+    except Exception as e:
+        c.finish("failed", "parse_error", f"{e.__class__.__name__}: {e}", rc, tail)
+        return
+    out_tokens = next((r["value"] for r in rows if r["metric"] == "total_output_tokens"), None)
+    telem = telemetry.summarize(sampler.window(t_wall0, t_wall1), sampler.status, out_tokens)
+    c.finish("ok", None, None, rc, "", {"telemetry": telem})
+
+
+def _write_session(sdir: Path, session: dict, t_start: float, status: str, detail: str | None = None) -> dict:
+    wall = round(time.monotonic() - t_start, 3)
+    measuring = sum(v for v in session.get("cells_s", {}).values() if v)
+    session.update(
+        status=status,
+        detail=detail,
+        finished_at=provenance.now(),
+        wall_s=wall,
+        measuring_s=round(measuring, 3),
+        measuring_fraction=round(measuring / wall, 4) if wall > 0 else None,
+    )
+    io.write_json(sdir / SESSION, session)
+    return session
+
+
+def read_session(sdir) -> dict:
+    return json.loads((Path(sdir) / SESSION).read_text())
