@@ -137,7 +137,8 @@ def session_dir(key):
 def session_spec(key):
     """Everything that defines a session's measurements, for ALL cells of its configuration (not
     only those this run measures): a rerun of one cell leaves the params unchanged, so the next
-    full run does not re-measure its siblings; any change to a cell reruns the session."""
+    full run does not re-measure its siblings; any change to a cell reruns the session.
+    """
     cells = FULL_SESSIONS[key]
     first = cells[0]
     spec = {
@@ -159,7 +160,13 @@ def session_spec(key):
 
 def session_runtime_min(cells):
     # Slurm limit: server start + every cell's own deadline + teardown
-    return int((CFG.preset["server_ready_timeout_s"] + sum(c.timeout_s for c in cells)) // 60) + 5
+    return (
+        int(
+            (CFG.preset["server_ready_timeout_s"] + sum(c.timeout_s for c in cells))
+            // 60
+        )
+        + 5
+    )
 
 
 def cell_runtime_min(wildcards):

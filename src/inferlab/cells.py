@@ -60,10 +60,15 @@ def failed_cells(results: Path, week: str | None = None) -> pd.DataFrame:
 
 def rerun_command(cell_dir: str, profile: str, snakemake: str = ".venv/bin/snakemake") -> str:
     """Re-measure one cell (on its partition, via the profile) and refresh its week's tables."""
-    week = CELL_RE.search(str(cell_dir)).group("week")
+    m = CELL_RE.search(str(cell_dir))
+    week = m.group("week")
     rec = f"{cell_dir}/cell.json"
+    cell = m.group(0).strip("/")
+    # `cells=` narrows a serving session to this cell (one server start, siblings untouched);
     # the target first: --forcerun takes several values, so nothing positional may follow it
-    return f"{snakemake} {week}_all --profile {profile} --forcerun {shlex.quote(rec)}"
+    return (
+        f"{snakemake} {week}_all --profile {profile} --config cells={shlex.quote(cell)} --forcerun {shlex.quote(rec)}"
+    )
 
 
 def slurm_state(job_id: str) -> str | None:

@@ -163,7 +163,9 @@ def _check_references(cfg: Config, preset_file) -> None:
                 raise ConfigError(preset_file, f"overrides.{week}.{exp}", _unknown("experiment", exp, known))
             ds = ov[exp].get("fixed", {}).get("dataset")
             if ds is not None and ds not in cfg.datasets:
-                raise ConfigError(preset_file, f"overrides.{week}.{exp}.fixed.dataset", _unknown("dataset", ds, cfg.datasets))
+                raise ConfigError(
+                    preset_file, f"overrides.{week}.{exp}.fixed.dataset", _unknown("dataset", ds, cfg.datasets)
+                )
     for week, doc in cfg.weeks.items():
         f = cfg.files[week]
         for name, exp in doc["experiments"].items():
@@ -173,7 +175,9 @@ def _check_references(cfg: Config, preset_file) -> None:
                     raise ConfigError(f, f"{key}.engines[{i}]", _unknown("engine", e, cfg.engines))
                 if exp["tool"] not in cfg.engines[e]["tools"]:
                     raise ConfigError(
-                        f, f"{key}.tool", f"engine {e!r} has no tool {exp['tool']!r} (config/engines.yaml lists {cfg.engines[e]['tools']})"
+                        f,
+                        f"{key}.tool",
+                        f"engine {e!r} has no tool {exp['tool']!r} (config/engines.yaml lists {cfg.engines[e]['tools']})",
                     )
             if exp["tool"] == "bench_serving":
                 ds = exp.get("fixed", {}).get("dataset")

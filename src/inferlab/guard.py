@@ -102,7 +102,9 @@ def _apply_serving(df: pd.DataFrame, arch: dict, dtype: str, gpu: dict) -> pd.Da
     for key, g in df[df.metric == "max_concurrent_requests"].groupby(["experiment", "engine", "cell"]):
         conc[key] = g["raw_value"].iloc[0]
     for i, (metric, raw, e, en, c) in zip(
-        df.index, df[["metric", "raw_value", "experiment", "engine", "cell"]].itertuples(index=False, name=None), strict=True
+        df.index,
+        df[["metric", "raw_value", "experiment", "engine", "cell"]].itertuples(index=False, name=None),
+        strict=True,
     ):
         if metric not in STEP_METRICS and metric != SERVING_THROUGHPUT or raw is None or pd.isna(raw):
             continue

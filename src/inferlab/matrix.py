@@ -151,7 +151,9 @@ def selection(cfg: Config, cells: dict[str, Cell]) -> set[str]:
                 path = path[: -len(suffix)]
         if path not in cells:
             raise ConfigError(
-                cfg.files["preset"], f"cells[{i}]", f"{path!r} is not a cell of this run (week/experiment/engine/gpu/cell)"
+                cfg.files["preset"],
+                f"cells[{i}]",
+                f"{path!r} is not a cell of this run (week/experiment/engine/gpu/cell)",
             )
         out.add(path)
     return out

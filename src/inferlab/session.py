@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -154,7 +155,9 @@ def run_session(
     gpu_index = telemetry.visible_gpu_index()
     sampler = telemetry.Sampler(sdir / TELEMETRY, gpu_index).start()
     session["telemetry"] = sampler.status
-    prev = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    # a scheduler's SIGTERM types the unfinished cells (only the main thread may take signals)
+    main = threading.current_thread() is threading.main_thread()
+    prev = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
 
     def on_signal(signum, frame):
         raise _Terminated(signum)

@@ -144,7 +144,9 @@ class Engine:
         """Engine-neutral server arguments (vLLM's names) -> this engine's flag names."""
         return dict(server_args)
 
-    def client_command(self, base_url: str, model_path: str, params: dict, dataset_path: str, out_file: Path) -> list[str]:
+    def client_command(
+        self, base_url: str, model_path: str, params: dict, dataset_path: str, out_file: Path
+    ) -> list[str]:
         """The load client's command line for one cell (request rate, prompts...)."""
         raise NotImplementedError
 

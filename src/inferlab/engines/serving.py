@@ -60,7 +60,12 @@ def rows(stats: dict[str, float | None], counts: dict[str, float | None], client
     for m, d in LATENCIES.items():
         for s in STATS:
             out.append(
-                {"metric": f"{m}_{s}", "value": _num(stats.get(f"{m}_{s}")), "unit": "ms", "definition": f"{d} [{client}]"}
+                {
+                    "metric": f"{m}_{s}",
+                    "value": _num(stats.get(f"{m}_{s}")),
+                    "unit": "ms",
+                    "definition": f"{d} [{client}]",
+                }
             )
     for k, (u, d) in COUNTS.items():
         out.append({"metric": k, "value": _num(counts.get(k)), "unit": u, "definition": f"{d} [{client}]"})
@@ -71,4 +76,6 @@ def check(counts: dict) -> None:
     """A run that completed nothing has no latency to report: that is a failure, not a number."""
     done = _num(counts.get("completed"))
     if not done:
-        raise ValueError(f"no request completed (completed={counts.get('completed')!r}, failed={counts.get('failed')!r})")
+        raise ValueError(
+            f"no request completed (completed={counts.get('completed')!r}, failed={counts.get('failed')!r})"
+        )

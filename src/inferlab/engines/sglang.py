@@ -7,7 +7,7 @@ clusters whose ``sgl_kernel`` build does not match the GPU, its cells are typed
 
 The load client is pure Python and runs without a GPU. It may live in its own environment
 (``client_env`` in the preset; the CPU default installs it in ``.venv-sglang-client``) and is run
-through ``sglang_client.py``, which stands in for torchvision where the CPU client has none.
+through ``inferlab/clients/sglang_bench.py``, which stands in for torchvision where the CPU client has none.
 Traps handled by :func:`parse_bench_serving`: the output file is JSONL that APPENDS one line per
 run (the last line is this run's), ``request_rate`` may be a bare ``Infinity``, and there is no
 ``failed`` field (failed = num_prompts - completed).
@@ -32,7 +32,7 @@ ARG_MAP = {
 }
 # vLLM-only switches with no SGLang counterpart (ignored, not passed)
 IGNORED = {"enforce_eager", "disable_log_requests"}
-CLIENT = Path(__file__).with_name("sglang_client.py")
+CLIENT = Path(__file__).parents[1] / "clients" / "sglang_bench.py"
 
 
 class SGLang(Engine):

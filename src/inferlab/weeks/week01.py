@@ -80,7 +80,9 @@ def rate_table(d: pd.DataFrame, ix: _Index, cfg, engine: str) -> pd.DataFrame:
                 r[label] = show(ix.get(engine, g, rate, m), _fmt(m))
             lam = ix.value(engine, g, rate, "request_throughput")
             w = ix.value(engine, g, rate, "e2el_mean")
-            r["lambda achieved (req/s)"] = f"{lam:.2f}" if lam is not None else show(ix.get(engine, g, rate, "request_throughput"))
+            r["lambda achieved (req/s)"] = (
+                f"{lam:.2f}" if lam is not None else show(ix.get(engine, g, rate, "request_throughput"))
+            )
             r["L = lambda*W in flight"] = f"{lam * w / 1e3:.1f}" if lam is not None and w is not None else "n/a"
             rows.append(r)
     return pd.DataFrame(rows)
@@ -95,9 +97,11 @@ def saturation(d: pd.DataFrame, ix: _Index, cfg) -> pd.DataFrame:
             have = [(rate, t) for rate, t in tput if t is not None]
             row = {"Engine": e, "GPU": g}
             if len(have) < 2:
-                row["Saturation rate"] = "n/a (fewer than two measured rates: " + ", ".join(
-                    f"rr={rate} {show(ix.get(e, g, rate, 'output_throughput'))}" for rate in rates
-                ) + ")"
+                row["Saturation rate"] = (
+                    "n/a (fewer than two measured rates: "
+                    + ", ".join(f"rr={rate} {show(ix.get(e, g, rate, 'output_throughput'))}" for rate in rates)
+                    + ")"
+                )
                 row["Evidence"] = ""
                 rows.append(row)
                 continue
@@ -124,7 +128,11 @@ def head_to_head(d: pd.DataFrame, ix: _Index, cfg, a: str = "vllm", b: str = "sg
     for g in _gpus(d, cfg):
         for rate in _rates(d):
             r = {"GPU": g, "Rate": rate}
-            for label, m in (("TTFT p50 (ms)", "ttft_p50"), ("ITL p50 (ms)", "itl_p50"), ("tok/s", "output_throughput")):
+            for label, m in (
+                ("TTFT p50 (ms)", "ttft_p50"),
+                ("ITL p50 (ms)", "itl_p50"),
+                ("tok/s", "output_throughput"),
+            ):
                 for e in (a, b):
                     r[f"{e} {label}"] = show(ix.get(e, g, rate, m), _fmt(m))
             rows.append(r)

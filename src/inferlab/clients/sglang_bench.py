@@ -48,6 +48,9 @@ class _StandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def main():
+    # run as a file: its folder is sys.path[0]; keep it from shadowing anything
+    if sys.path and sys.path[0] and __file__.startswith(sys.path[0]):
+        sys.path.pop(0)
     try:
         import torchvision  # noqa: F401
     except Exception:

@@ -1,0 +1,1 @@
+"""Load-client launchers that run inside an engine's client environment (standalone scripts)."""

@@ -1,0 +1,200 @@
+"""Serving pieces without the engine: the server lifecycle against a real HTTP server process,
+the load clients' parsers on real outputs (vLLM 0.32 CPU; SGLang 0.5.23's client against the CPU
+vLLM server), telemetry summaries, session grouping and the cells selection."""
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DATA, ROOT, load_preset
+
+from inferlab import matrix, server, telemetry
+from inferlab.engines import from_setup, serving
+from inferlab.engines.sglang import SGLang, parse_bench_serving
+from inferlab.engines.vllm import parse_bench_serve
+from inferlab.errors import ConfigError
+
+TOY = ROOT / "tests" / "helpers" / "toy_server.py"
+
+
+def toy(*extra):
+    return lambda port: [sys.executable, str(TOY), "--port", str(port), *extra]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+def test_ready_only_when_health_answers_and_teardown_kills_the_whole_group(tmp_path):
+    pidfile = tmp_path / "worker.pid"
+    t0 = time.monotonic()
+    srv = server.Server.start(
+        toy("--ready-after", "1.5", "--pidfile", str(pidfile)), tmp_path / "server.log", dict(os.environ), "/health", 30
+    )
+    assert time.monotonic() - t0 >= 1.5  # /health said 503 until then: not ready
+    assert srv.ready_s >= 1.5 and srv.healthy()
+    worker = int(pidfile.read_text())
+    assert alive(worker)
+    drain = srv.stop()
+    assert drain["group_gone"] is True
+    assert not alive(srv.proc.pid) and not alive(worker)  # the forked worker went with the group
+    assert drain["gpu_drain"].startswith("unavailable")  # no GPU here: said, not pretended
+    assert "$ " in (tmp_path / "server.log").read_text()  # the log is kept, with the command
+
+
+def test_server_that_dies_while_loading_is_reported_at_once(tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(server.ServerError) as e:
+        server.Server.start(
+            toy("--ready-after", "60", "--exit-after", "1"), tmp_path / "s.log", dict(os.environ), "/health", 120
+        )
+    assert time.monotonic() - t0 < 20  # not after the 120 s deadline
+    assert e.value.reason == "engine_error" and e.value.returncode == 3
+
+
+def test_readiness_deadline(tmp_path):
+    pidfile = tmp_path / "w.pid"
+    with pytest.raises(server.ServerError) as e:
+        server.Server.start(
+            toy("--ready-after", "600", "--pidfile", str(pidfile)), tmp_path / "s.log", dict(os.environ), "/health", 2
+        )
+    assert e.value.reason == "timeout"
+    assert not alive(int(pidfile.read_text()))  # a server that missed its deadline is torn down
+
+
+def test_two_servers_at_once_get_different_ports(tmp_path):
+    got = {}
+
+    def start(i):
+        got[i] = server.Server.start(toy(), tmp_path / f"s{i}.log", dict(os.environ), "/health", 30)
+
+    ts = [threading.Thread(target=start, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    try:
+        assert got[0].port != got[1].port
+        assert got[0].healthy() and got[1].healthy()
+    finally:
+        for s in got.values():
+            s.stop()
+
+
+# -- parsers on real outputs -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name", ["serve_sharegpt_rr4_p50_90_99.json", "serve_sharegpt_inf_p50_90_99.json", "serve.json"]
+)
+def test_vllm_bench_serve_parser(name):
+    data = json.loads((DATA / "vllm-0.32-cpu" / name).read_text())
+    rows = {r["metric"]: r for r in parse_bench_serve(data)}
+    assert set(rows) == {m for m, _ in serving.metric_names()}
+    assert rows["ttft_p50"]["value"] == pytest.approx(data["median_ttft_ms"])
+    assert rows["itl_p99"]["value"] == pytest.approx(data["p99_itl_ms"])
+    assert rows["output_throughput"]["value"] == pytest.approx(data["output_throughput"])
+    assert rows["completed"]["value"] == data["completed"] and rows["failed"]["value"] == data["failed"]
+    # p90 and e2el exist only when asked for (--metric-percentiles 50,90,99, --percentile-metrics ...e2el)
+    assert (rows["e2el_mean"]["value"] is None) == ("mean_e2el_ms" not in data)
+    assert (rows["ttft_p90"]["value"] is None) == ("p90_ttft_ms" not in data)
+    assert "vllm bench serve" in rows["ttft_p50"]["definition"]
+
+
+def test_vllm_bench_serve_with_nothing_completed_is_not_a_number():
+    data = json.loads((DATA / "vllm-0.32-cpu" / "serve.json").read_text())
+    data.update(completed=0, failed=data["num_prompts"])
+    with pytest.raises(ValueError, match="no request completed"):
+        parse_bench_serve(data)
+
+
+def test_sglang_client_output_real_jsonl_appends_and_infinity():
+    text = (DATA / "sglang-0.5.23-cpu" / "serving_vs_vllm_cpu.jsonl").read_text()
+    lines = text.splitlines()
+    assert len(lines) == 2 and "Infinity" in lines[0]  # the traps are in the real file
+    last = json.loads(lines[-1])
+    rows = {r["metric"]: r for r in parse_bench_serving(text, {"num_prompts": 20})}
+    assert rows["ttft_p50"]["value"] == pytest.approx(last["median_ttft_ms"])
+    assert rows["e2el_p99"]["value"] == pytest.approx(last["p99_e2e_latency_ms"])
+    assert rows["total_token_throughput"]["value"] == pytest.approx(last["total_throughput"])
+    assert rows["failed"]["value"] == 20 - last["completed"]  # no `failed` field: derived
+    first = {r["metric"]: r for r in parse_bench_serving(lines[0], {"num_prompts": 25})}
+    assert first["failed"]["value"] == 25 - json.loads(lines[0])["completed"]
+
+
+def test_sglang_server_flags_translate_engine_neutral_args():
+    e = SGLang(None, {"python": "python"})
+    cmd = e.serve_command(
+        "/m", "127.0.0.1", 1234, {"max_model_len": 4096, "gpu_memory_utilization": 0.9, "enable_prefix_caching": False}
+    )
+    s = " ".join(cmd)
+    assert "-m sglang.launch_server --model-path /m" in s and "--port 1234" in s
+    assert "--context-length 4096" in s and "--mem-fraction-static 0.9" in s and "--disable-radix-cache" in s
+    assert "max-model-len" not in s and "prefix" not in s
+
+
+def test_sglang_unavailable_without_sgl_kernel(tmp_path):
+    e = from_setup("sglang", {"env": str(tmp_path / "none")}, {"python": "python", "probe": "sgl_kernel"})
+    ok, why = e.availability()
+    assert not ok and "not found" in why
+    e = from_setup("sglang", {}, {"python": sys.executable, "probe": "sgl_kernel"})
+    ok, why = e.availability()
+    assert not ok and "sgl_kernel" in why
+
+
+# -- telemetry --------------------------------------------------------------------------------------
+def test_telemetry_summary_energy_from_counter_and_from_power():
+    samples = [
+        {"t": 0.0, "gpu_util_pct": 50, "mem_used_mib": 1000, "power_w": 100.0, "energy_mj": 0},
+        {"t": 1.0, "gpu_util_pct": 90, "mem_used_mib": 2000, "power_w": 300.0, "energy_mj": 250_000},
+    ]
+    s = telemetry.summarize(samples, "ok", output_tokens=500)
+    assert s["gpu_util_mean"] == 70 and s["gpu_util_max"] == 90 and s["mem_used_max_mib"] == 2000
+    assert s["energy_j"] == pytest.approx(250.0) and s["j_per_output_token"] == pytest.approx(0.5)
+    for x in samples:
+        x["energy_mj"] = None  # a GPU without the energy counter: trapezoid over power
+    s = telemetry.summarize(samples, "ok", output_tokens=500)
+    assert s["energy_j"] == pytest.approx(200.0) and s["energy_source"] == "integrated power samples"
+
+
+def test_telemetry_unavailable_without_nvml(tmp_path):
+    smp = telemetry.Sampler(tmp_path / "t.csv", telemetry.visible_gpu_index()).start()
+    smp.stop()
+    assert smp.status.startswith("unavailable")
+    assert telemetry.summarize(smp.samples, smp.status, 100) == {"telemetry": smp.status}
+
+
+# -- sessions and the cells selection -------------------------------------------------------------------
+def test_sessions_group_by_server_config_and_selection_narrows_one(catalog):
+    cfg = load_preset(catalog, gpus=["cpu", "h100"])
+    cells = matrix.expand(cfg)
+    full = matrix.sessions(cells)
+    assert set(full) == {("week01", "serving", e, g) for e in ("vllm", "sglang") for g in ("cpu", "h100")}
+    assert [c.cell for c in full[("week01", "serving", "vllm", "h100")]] == ["rr1", "rr4", "rr10", "rrinf"]
+    cfg2 = load_preset(catalog, gpus=["cpu", "h100"], cells="results/week01/serving/vllm/h100/rr4/cell.json")
+    sel = matrix.selection(cfg2, cells)
+    assert sel == {"week01/serving/vllm/h100/rr4"}
+    narrowed = matrix.sessions(cells, sel)
+    assert [c.cell for c in narrowed[("week01", "serving", "vllm", "h100")]] == ["rr4"]
+    assert len(narrowed[("week01", "serving", "vllm", "cpu")]) == 4  # other configurations untouched
+
+
+def test_selection_of_an_unknown_cell_names_the_key(catalog):
+    cfg = load_preset(catalog, cells=["week01/serving/vllm/cpu/rr7"])
+    with pytest.raises(ConfigError, match=r"cells\[0\].*rr7"):
+        matrix.selection(cfg, matrix.expand(cfg))
+
+
+def test_serving_experiment_needs_a_known_dataset(catalog):
+    f = catalog / "weeks" / "week01.yaml"
+    f.write_text(f.read_text().replace("dataset: sharegpt\n", "dataset: sharegtp\n"))
+    with pytest.raises(ConfigError, match=r"week01.yaml.*experiments.serving.fixed.dataset.*sharegtp"):
+        load_preset(catalog)
