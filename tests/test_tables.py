@@ -136,3 +136,23 @@ def test_guard_bound_values():
         {"batch_size": 1, "input_len": 4096, "output_len": 1},
     )
     assert not ok and "below the roofline bound" in why
+
+
+def test_comparison_table_against_the_course_and_the_floor(week):
+    from inferlab import theory
+
+    ref = yaml.safe_load((ROOT / "config" / "reference" / "week03.yaml").read_text())
+    t = week03.comparison_table(week, CFG, ref, "h100").set_index(["Experiment", "Point"])
+    bs1 = t.loc[("decode", "bs=1")]
+    assert bs1["This pipeline"] == "7.06" and bs1["Course"] == "7.06" and bs1["Difference"] == "+0.0%"
+    arch, dtype, gpu = MODEL["architecture"], MODEL["dtype"], CFG.gpu("h100")
+    floor = theory.latency_floor_s(arch, dtype, gpu, 1, 128, 64) * 1e3 / 64
+    assert float(bs1["Floor"]) == pytest.approx(floor, rel=1e-2)
+    assert 0 < int(bs1["HBM utilization"].rstrip("%")) < 100
+    # points the course published but this run did not measure are listed, not dropped
+    assert t.loc[("decode", "bs=512")]["This pipeline"] == "n/a"
+    # prefill: achieved TFLOP/s from the measured time; the course's long-L values are flagged
+    L4k = t.loc[("prefill", "L=4096")]
+    assert float(L4k["Achieved TFLOP/s"]) == pytest.approx(theory.forward_flops(arch, 4096) / 0.130 / 1e12, rel=1e-2)
+    assert L4k["Course"].startswith("INVALID") and L4k["Difference"] == "n/a"
+    assert not t.loc[("prefill", "L=64")]["Course"].startswith("INVALID")

@@ -67,3 +67,29 @@ def write_report(week, cfg, df, result, path: Path) -> None:
             f"workflow commit {r.git_commit}, prefix caching {r.prefix_caching}"
         )
     io.write_text(path, "\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    """Re-tabulate a kept week Parquet with the current table code (e.g. a validation record):
+    ``python -m inferlab.aggregate week03 --parquet P --preset config/X.yaml --out DIR``."""
+    import argparse
+
+    from . import config
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("week")
+    ap.add_argument("--parquet", required=True, type=Path)
+    ap.add_argument("--preset", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    a = ap.parse_args(argv)
+    cfg = config.load(a.preset, base_dir=Path.cwd())
+    df = records.normalize(pd.read_parquet(a.parquet))
+    result = WEEKS[a.week].aggregate(df, cfg, a.out)
+    write_report(a.week, cfg, df, result, a.out / "report.md")
+    for t in result["tables"]:
+        print(t["markdown"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

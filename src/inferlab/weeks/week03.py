@@ -219,6 +219,24 @@ def aggregate(df: pd.DataFrame, cfg, outdir: Path) -> dict:
             "so with prefix caching on (vLLM's default) later iterations hit the cache instead of computing.",
             *why,
         ]
+        ref = yaml.safe_load(ref_path.read_text())
+        for g in _gpus(df, cfg):
+            if g in ref["decode"]["values"] or g in ref["prefill"]["values"]:
+                tables.append(
+                    write_table(
+                        comparison_table(df, cfg, ref, g),
+                        tdir,
+                        f"comparison_{g}",
+                        f"{g}: this pipeline vs the course's published numbers vs the theoretical floor",
+                        [
+                            "Floor: the strict roofline bound of the same work (inferlab.theory.latency_floor_s: "
+                            "all FLOPs at peak BF16, and output_len weight reads plus the KV cache at full HBM "
+                            "bandwidth), per output token for decode. HBM utilization = memory floor / measured; "
+                            "achieved TFLOP/s = 2 * params * tokens / measured (prefill). Course values under the "
+                            "guard: INVALID = faster than physics allows (cache hits).",
+                        ],
+                    )
+                )
         for exp, title in (("decode", "decode ms/token"), ("prefill", "prefill ms")):
             tables.append(
                 write_table(
@@ -231,6 +249,71 @@ def aggregate(df: pd.DataFrame, cfg, outdir: Path) -> dict:
             )
     figs = figures(df, cfg, outdir / "figures")
     return {"tables": tables, "figures": figs}
+
+
+def comparison_table(df: pd.DataFrame, cfg, ref: dict, g: str) -> pd.DataFrame:
+    """One GPU: each decode batch size / prefill length measured here, beside the course's value
+    for it and the floor, with HBM utilization (decode) and achieved TFLOP/s (prefill)."""
+    from ..guard import check_value
+
+    gpu = cfg.gpu(g)
+    rows = []
+    for exp, metric, key, label, unit in (
+        ("decode", "latency_per_output_token", "param_batch_size", "bs", "ms/token"),
+        ("prefill", "latency_avg", "param_input_len", "L", "ms"),
+    ):
+        d = df[(df.experiment == exp) & (df.metric == metric) & (df.gpu == g)]
+        spec = ref.get(exp, {})
+        course = {int(k): v for k, v in spec.get("values", {}).get(g, {}).items()}
+        ref_model = cfg.models[ref["model"]]
+        for x in sorted(set(d[key].dropna().astype(int)) | set(course)):
+            r = lookup(d, **{key: x})
+            if r is not None:
+                model = cfg.model(r["model"])
+                params = {k[len("param_") :]: r[k] for k in r.index if k.startswith("param_") and not pd.isna(r[k])}
+            else:
+                model = ref_model
+                params = {
+                    "batch_size": spec.get("batch_size"),
+                    "input_len": spec.get("input_len"),
+                    "output_len": spec["output_len"],
+                    key[len("param_") :]: x,
+                }
+            arch, dtype = model["architecture"], model["dtype"]
+            bs, L, out = int(params["batch_size"]), int(params["input_len"]), int(params["output_len"])
+            floor_s = theory.latency_floor_s(arch, dtype, gpu, bs, L, out)
+            tokens = bs * (L + out - 1)
+            mem_s = (
+                out * theory.weights_bytes(arch, dtype)
+                + bs * ((out - 1) * L + (out - 1) * out // 2) * theory.kv_bytes_per_token(arch, dtype)
+            ) / (gpu["hbm_gbps"] * 1e9)
+            per = out if exp == "decode" else 1
+            measured = show(r)
+            ok = r is not None and r["status"] == "ok" and bool(r["valid"]) and not pd.isna(r["value"])
+            ms = float(r["value"]) * per if ok else None  # whole-iteration ms
+            if x in course:
+                cv = course[x]
+                valid, _ = check_value(metric, cv, unit, arch, dtype, gpu, params)
+                course_s = f"{cv:.2f}" if valid else f"INVALID ({cv:.2f})"
+                diff = f"{100 * (float(r['value']) - cv) / cv:+.1f}%" if ok and valid else "n/a"
+            else:
+                course_s, diff = "n/a (not published)", "n/a"
+            rows.append(
+                {
+                    "Experiment": exp,
+                    "Point": f"{label}={x}",
+                    "Unit": unit,
+                    "This pipeline": measured,
+                    "Course": course_s,
+                    "Difference": diff,
+                    "Floor": f"{1e3 * floor_s / per:.3g}",
+                    "HBM utilization": (f"{100 * mem_s * 1e3 / ms:.0f}%" if ok else "n/a") if exp == "decode" else "",
+                    "Achieved TFLOP/s": f"{theory.forward_flops(arch, tokens) / (ms / 1e3) / 1e12:.0f}"
+                    if ok and exp == "prefill"
+                    else ("n/a" if exp == "prefill" else ""),
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 def reference_tables(ref: dict, cfg) -> tuple[dict, list[str]]:
