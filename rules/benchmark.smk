@@ -5,6 +5,7 @@
 rule bench_cell:
     input:
         model=cell_model_dir,
+        dataset=cell_dataset,
     output:
         record=f"{CELL_DIR}/cell.json",
     log:

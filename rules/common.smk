@@ -82,6 +82,11 @@ def cell_model_dir(wildcards):
     return model_dir(cell_of(wildcards).model)
 
 
+def cell_dataset(wildcards):
+    ds = cell_of(wildcards).params.get("dataset")
+    return [dataset_path(ds)] if ds else []
+
+
 def cell_spec(wildcards):
     """Everything that defines a cell's measurement: a change here reruns that cell only.
     Canonical JSON (sorted keys), so that reordering keys in a YAML file changes nothing.

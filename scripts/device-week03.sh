@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 SMK=(python3 -m snakemake --profile profiles/local --configfile ${PRESET:-config/h100-validation.yaml}
-     --replace-workflow-config --cores 16 week03_all)
+     --replace-workflow-config --cores 16 ${TARGETS:-week03_all})
 case "${1:-status}" in
   start)
     mkdir -p results; echo "${SMK[*]}" > results/run.cmd
@@ -14,7 +14,7 @@ case "${1:-status}" in
     echo "started $!" ;;
   status)
     grep -E "steps \(|Error in|Nothing to be done|inferlab: done" results/run.log | tail -3
-    for f in results/week03/*/vllm/h100/*/cell.json; do
+    for f in results/week0*/*/*/h100/*/cell.json; do
       [ -f "$f" ] && python3 -c "import json; r=json.load(open('$f')); print(r['experiment'], r['cell'], r['status'], r['reason'] or '', r['wall_s'], (r['detail'] or '')[:120])"
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
@@ -30,5 +30,5 @@ case "${1:-status}" in
       grep -E "torch.compile|init engine|Loading weights took|Graph capturing|Avg latency|compile" "$c/engine.log" > "$d/cells/$n.startup.txt" 2>/dev/null
     done
     cp results/run.cmd results/run.log "$d"/ 2>/dev/null
-    tar czf "$OUT/h100-week03.tgz" "$d" results/week03 --exclude=engine.log 2>/dev/null; ls -la "$OUT" | tail -1 ;;
+    tar czf "$OUT/h100-results.tgz" results/week0* results/run.cmd results/run.log 2>/dev/null; ls -la "$OUT" | tail -1 ;;
 esac

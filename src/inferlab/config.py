@@ -179,10 +179,10 @@ def _check_references(cfg: Config, preset_file) -> None:
                         f"{key}.tool",
                         f"engine {e!r} has no tool {exp['tool']!r} (config/engines.yaml lists {cfg.engines[e]['tools']})",
                     )
-            if exp["tool"] == "bench_serving":
+            if exp["tool"] in ("bench_serving", "vllm_bench_throughput"):
                 ds = exp.get("fixed", {}).get("dataset")
                 if ds is None:
-                    raise ConfigError(f, f"{key}.fixed.dataset", "a bench_serving experiment names its dataset")
+                    raise ConfigError(f, f"{key}.fixed.dataset", f"a {exp['tool']} experiment names its dataset")
                 if ds not in cfg.datasets:
                     raise ConfigError(f, f"{key}.fixed.dataset", _unknown("dataset", ds, cfg.datasets))
             if exp["gpus"] != "all":

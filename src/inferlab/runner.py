@@ -146,6 +146,7 @@ def run_cell(
     workflow_dir: Path | str = ".",
     timeout_s: float | None = None,
     fault: str | None = None,
+    dataset_path: str | None = None,
 ) -> dict:
     """Run ``cell`` (a :meth:`inferlab.matrix.Cell.to_dict`) and write ``outdir/cell.json``."""
     outdir = Path(outdir).absolute()
@@ -188,7 +189,8 @@ def run_cell(
     ok, why = engine.availability()
     cmd = None
     if ok:
-        cmd = engine.command(cell["tool"], model_path, cell["params"], cell.get("engine_args", {}), raw)
+        kw = {"dataset_path": dataset_path} if dataset_path else {}
+        cmd = engine.command(cell["tool"], model_path, cell["params"], cell.get("engine_args", {}), raw, **kw)
         if fault:
             cmd = fault_command(fault, cmd)
     prefix = cell.get("engine_args", {}).get("enable_prefix_caching")

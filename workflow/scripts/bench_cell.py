@@ -22,6 +22,7 @@ with logged(sm.log[0]):
         workflow_dir=root,
         timeout_s=spec["cell"].get("timeout_s"),
         fault=spec.get("fault"),
+        dataset_path=str(Path(sm.input.dataset).absolute()) if sm.input.get("dataset") else None,
     )
     print(
         f"{spec['cell']['week']}/{spec['cell']['experiment']}/{spec['cell']['cell']}: "

@@ -126,7 +126,9 @@ class Engine:
         return env
 
     # -- offline tools (one process: engine + benchmark) ------------------------------------------
-    def command(self, tool: str, model_path: str, params: dict, engine_args: dict, out_json: Path) -> list[str]:
+    def command(
+        self, tool: str, model_path: str, params: dict, engine_args: dict, out_json: Path, dataset_path=None
+    ) -> list[str]:
         raise NotImplementedError
 
     # -- serving (a server, then a load client against it) ----------------------------------------

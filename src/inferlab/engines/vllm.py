@@ -14,6 +14,13 @@ LATENCY_PERCENTILES = ("10", "25", "50", "75", "90", "99")
 # The definition is part of the schema: vLLM's latency bench times a whole generate() call of
 # batch_size prompts (input_len tokens each) producing output_len tokens.
 DEF_LATENCY = "wall time of one generate() call of the whole batch (vllm bench latency)"
+THROUGHPUT = (
+    ("offline_total_token_throughput", "tok/s", "tokens_per_second: (prompt + generated tokens) / elapsed_time"),
+    ("offline_request_throughput", "req/s", "requests_per_second: requests / elapsed_time"),
+    ("offline_elapsed", "s", "elapsed_time of the whole offline batch"),
+    ("offline_total_tokens", "tokens", "total_num_tokens: prompt + generated tokens of all requests"),
+    ("offline_requests", "requests", "num_requests"),
+)
 DEF_PER_TOKEN = "latency_avg / output_len: per-output-token latency including the prefill"
 
 
@@ -77,7 +84,9 @@ class VLLM(Engine):
             cmd += ["--max-concurrency", str(p["max_concurrency"])]
         return cmd
 
-    def command(self, tool, model_path, params, engine_args, out_json):
+    def command(self, tool, model_path, params, engine_args, out_json, dataset_path=None):
+        if tool == "vllm_bench_throughput":
+            return self._throughput_command(model_path, params, engine_args, out_json, dataset_path)
         if tool != "vllm_bench_latency":
             raise ValueError(f"vllm adapter has no tool {tool!r}")
         p = params
@@ -104,9 +113,33 @@ class VLLM(Engine):
         merged = {**self.run_args, **engine_args}
         return cmd + engine_args_to_cli(merged)
 
+    def _throughput_command(self, model_path, p, engine_args, out_json, dataset_path):
+        if dataset_path is None:
+            raise ValueError("vllm_bench_throughput needs a dataset (fixed.dataset)")
+        cmd = [
+            self.bin(self.catalog.get("bin", "vllm")),
+            "bench",
+            "throughput",
+            "--model",
+            str(model_path),
+            "--dataset-name",
+            p.get("dataset_name", "sharegpt"),
+            "--dataset-path",
+            str(dataset_path),
+            "--num-prompts",
+            str(p["num_prompts"]),
+            "--seed",
+            str(p.get("seed", 0)),
+            "--output-json",
+            str(out_json),
+        ]
+        return cmd + engine_args_to_cli({**self.run_args, **engine_args})
+
     def metric_names(self, tool):
         if tool == "bench_serving":
             return serving.metric_names()
+        if tool == "vllm_bench_throughput":
+            return [(m, u) for m, u, _ in THROUGHPUT]
         return (
             [("latency_avg", "ms")]
             + [(f"latency_p{q}", "ms") for q in LATENCY_PERCENTILES]
@@ -117,6 +150,8 @@ class VLLM(Engine):
         data = json.loads(Path(raw_path).read_text())
         if tool == "bench_serving":
             return parse_bench_serve(data)
+        if tool == "vllm_bench_throughput":
+            return parse_bench_throughput(data)
         avg = data["avg_latency"]
         if not isinstance(avg, (int, float)) or not math.isfinite(avg) or avg <= 0:
             raise ValueError(f"avg_latency is not a positive number: {avg!r}")
@@ -155,3 +190,22 @@ def parse_bench_serve(data: dict) -> list[dict]:
     counts = {k: data.get(k) for k in serving.COUNTS}
     serving.check(counts)
     return serving.rows(stats, counts, "vllm bench serve")
+
+
+def parse_bench_throughput(data: dict) -> list[dict]:
+    """``vllm bench throughput --output-json``. It reports no output-token throughput (only prompt +
+    generated tokens), so the offline number compared with serving is total tokens/s on both sides."""
+    keys = {
+        "offline_total_token_throughput": "tokens_per_second",
+        "offline_request_throughput": "requests_per_second",
+        "offline_elapsed": "elapsed_time",
+        "offline_total_tokens": "total_num_tokens",
+        "offline_requests": "num_requests",
+    }
+    tps = data.get("tokens_per_second")
+    if not isinstance(tps, (int, float)) or not math.isfinite(tps) or tps <= 0:
+        raise ValueError(f"tokens_per_second is not a positive number: {tps!r}")
+    return [
+        {"metric": m, "value": float(data[keys[m]]) if data.get(keys[m]) is not None else None, "unit": u, "definition": d}
+        for m, u, d in THROUGHPUT
+    ]
