@@ -5,6 +5,7 @@ rule aggregate_week:
     input:
         metrics=week_metrics,
         code=AGGREGATE_CODE,
+        joined=lambda w: list(week_joins(w.week).values()),
         reference=lambda w: [
             f
             for f in [f"{CFG.files['catalog_dir']}/reference/{w.week}.yaml"]
@@ -22,5 +23,6 @@ rule aggregate_week:
         "../envs/workflow.yaml"
     params:
         preset=config,
+        joins=lambda w: week_joins(w.week),
     script:
         "../workflow/scripts/aggregate_week.py"

@@ -187,6 +187,13 @@ def week_metrics(wildcards):
     return [f"{RESULTS}/{c.path}/metrics.parquet" for c in week_cells(wildcards.week)]
 
 
+def week_joins(week):
+    """Parquet of the weeks whose numbers this week's tables join (e.g. Week 2's online vs offline)."""
+    from inferlab.weeks import JOINS
+
+    return {w: f"{RESULTS}/{w}/{w}.parquet" for w in JOINS.get(week, []) if w in WEEKS}
+
+
 def week_outputs(week):
     return [f"{RESULTS}/{week}/report.md", f"{RESULTS}/{week}/{week}.parquet"]
 

@@ -22,11 +22,16 @@ def status_summary(df: pd.DataFrame) -> pd.DataFrame:
     return cells[["experiment", "engine", "gpu", "cell", "status", "reason", "detail"]].reset_index(drop=True)
 
 
-def run(week: str, paths, cfg, outdir) -> dict:
+def run(week: str, paths, cfg, outdir, others: dict | None = None) -> dict:
+    """``others``: {week: Parquet path} of the weeks this week's tables join (weeks.JOINS)."""
     outdir = Path(outdir)
     df = load(paths)
     io.write_parquet(outdir / f"{week}.parquet", df)
-    result = WEEKS[week].aggregate(df, cfg, outdir)
+    if others:
+        other = {w: records.normalize(pd.read_parquet(p)) for w, p in others.items()}
+        result = WEEKS[week].aggregate(df, cfg, outdir, others=other)
+    else:
+        result = WEEKS[week].aggregate(df, cfg, outdir)
     write_report(week, cfg, df, result, outdir / "report.md")
     return result
 

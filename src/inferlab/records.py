@@ -97,6 +97,18 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
         if not metrics:  # a tool with no known metrics still leaves a row
             metrics = [{"metric": "status", "value": None, "unit": None, "definition": None}]
     if record["status"] == "ok" and base["status"] == "ok":
+        prof = record.get("profile")
+        if prof:
+            src = prof.get("source", "")
+            for cat, pct in prof["share_pct"].items():
+                metrics = metrics + [
+                    {
+                        "metric": f"kernel_time_share_{cat}",
+                        "value": float(pct),
+                        "unit": "%",
+                        "definition": f"share of profiled time in {cat} ({src}; patterns in inferlab/profile.py)",
+                    }
+                ]
         telem = record.get("telemetry") or {}
         for k, (unit, d) in serving_mod.TELEMETRY.items():
             if telem.get(k) is not None:

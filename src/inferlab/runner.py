@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import io, provenance
+from . import io, provenance, telemetry
 from .engines.base import Engine
 
 RECORD = "cell.json"
@@ -211,6 +211,8 @@ def run_cell(
     for s in prev:
         signal.signal(s, on_signal)
     proc = None
+    sampler = telemetry.Sampler(outdir / "telemetry.csv", telemetry.visible_gpu_index()).start()
+    t_wall0 = time.time()
     try:
         with open(elog, "wb") as lf:
             lf.write(("$ " + " ".join(cmd) + "\n").encode())
@@ -237,9 +239,12 @@ def run_cell(
         if not raw.exists():
             return finish("failed", "client_error", "exit 0 but no output file", rc)
         try:
-            engine.parse(cell["tool"], raw, cell["params"])
+            rows = engine.parse(cell["tool"], raw, cell["params"])
         except Exception as e:  # unreadable output is a typed failure, not a crash
             return finish("failed", "parse_error", f"{e.__class__.__name__}: {e}", rc)
+        sampler.stop()
+        tokens = next((r["value"] for r in rows if r["metric"] == "offline_total_tokens"), None)
+        record["telemetry"] = telemetry.summarize(sampler.window(t_wall0, time.time()), sampler.status, tokens)
         return finish("ok", None, None, rc)
     except _Terminated as t:
         if proc is not None:
@@ -255,6 +260,7 @@ def run_cell(
         io.write_json(outdir / INTERRUPTED, rec)
         raise SystemExit(128 + t.signum) from None
     finally:
+        sampler.stop()
         for s, h in prev.items():
             signal.signal(s, h)
         if proc is not None and proc.poll() is None:

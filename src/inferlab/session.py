@@ -39,6 +39,7 @@ CLIENT_LOG = "client.log"
 TELEMETRY = "telemetry.csv"
 RAW = "raw.json"
 FAULTS = ("kill_server",)
+PROFILE_DIR = "profile"
 
 
 def _archive(d: Path, names) -> None:
@@ -167,17 +168,27 @@ def run_session(
     server = None
     server_cmd = None
     try:
+        profiling = any(c.cell["params"].get("profile") for c in todo)
+        prof_dir = sdir / PROFILE_DIR
+        env = engine.environ(sdir)
+        args = dict(server_args)
+        if profiling:
+            # the server writes a PyTorch profiler trace between the client's start/stop calls
+            _archive(sdir, (PROFILE_DIR,))
+            prof_dir.mkdir(parents=True, exist_ok=True)
+            args.update(engine.profile_server_args(prof_dir))
+            env.update(engine.profile_env(prof_dir))
 
         def make_cmd(port):
             nonlocal server_cmd
-            server_cmd = engine.serve_command(model_path, HOST, port, server_args)
+            server_cmd = engine.serve_command(model_path, HOST, port, args)
             return server_cmd
 
         try:
             server = Server.start(
                 make_cmd,
                 sdir / SERVER_LOG,
-                engine.environ(sdir),
+                env,
                 engine.health_path,
                 ready_timeout_s,
                 cwd=sdir,
@@ -205,6 +216,8 @@ def run_session(
                 )
                 continue
             _run_one(c, engine, server, model_path, dataset_path, cell_timeout_s, sampler, faults.get(c.cell["cell"]))
+            if c.cell["params"].get("profile") and c.record["status"] == "ok":
+                _profile(c, prof_dir)
             session["cells_s"][c.cell["cell"]] = c.record["wall_s"]
             if c.record["reason"] == "server_died":
                 died_in = c.cell["cell"]
@@ -289,6 +302,38 @@ def _run_one(c: _Cell, engine, server: Server, model_path, dataset_path, timeout
     out_tokens = next((r["value"] for r in rows if r["metric"] == "total_output_tokens"), None)
     telem = telemetry.summarize(sampler.window(t_wall0, t_wall1), sampler.status, out_tokens)
     c.finish("ok", None, None, rc, "", {"telemetry": telem})
+
+
+def _profile(c: _Cell, prof_dir: Path) -> None:
+    """Keep the trace(s) the server wrote during this cell in the cell's folder and derive the
+    kernel-time breakdown. No trace is a typed failure of this cell: a profile cell exists for it."""
+    from . import profile
+
+    time.sleep(2.0)  # the trace is written after stop_profile returns
+    traces = profile.find_traces(prof_dir)
+    if not traces:
+        c.finish(
+            "failed",
+            "client_error",
+            f"profiling asked for, but no trace appeared in {prof_dir}",
+            None,
+            c.record["log_tail"],
+        )
+        return
+    dest = c.dir / "trace"
+    dest.mkdir(exist_ok=True)
+    kept = []
+    for t in traces:
+        target = dest / t.name
+        t.rename(target)
+        kept.append(str(target.relative_to(c.dir)))
+    try:
+        summary = profile.breakdown(profile.load_trace(c.dir / kept[0]))
+    except Exception as e:
+        c.finish("failed", "parse_error", f"trace {kept[0]}: {e.__class__.__name__}: {e}", None, "")
+        return
+    c.record["profile"] = {"traces": kept, **summary}
+    io.write_json(c.dir / RECORD, c.record)
 
 
 def _write_session(sdir: Path, session: dict, t_start: float, status: str, detail: str | None = None) -> dict:

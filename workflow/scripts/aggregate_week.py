@@ -10,7 +10,7 @@ sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
     cfg = load_config(sm)
     out = Path(sm.output.report).parent
-    res = aggregate.run(sm.wildcards.week, sm.input.metrics, cfg, out)
+    res = aggregate.run(sm.wildcards.week, sm.input.metrics, cfg, out, others=sm.params.joins)
     for t in res["tables"]:
         print(t["markdown"])
     print(f"tables in {out / 'tables'}, figures in {out / 'figures'}")

@@ -10,6 +10,7 @@ from inferlab.smk import logged  # noqa: E402
 sm = snakemake  # noqa: F821
 with logged(sm.log[0]):
     spec = json.loads(sm.params.spec)
+    datasets = list(sm.input.get("dataset", []))
     root = Path(sm.scriptdir).resolve().parents[1]
     engine = engines.from_setup(
         spec["cell"]["engine"], spec["engine_setup"], spec["engine_catalog"], spec.get("compile_cache"), root
@@ -22,7 +23,7 @@ with logged(sm.log[0]):
         workflow_dir=root,
         timeout_s=spec["cell"].get("timeout_s"),
         fault=spec.get("fault"),
-        dataset_path=str(Path(sm.input.dataset).absolute()) if sm.input.get("dataset") else None,
+        dataset_path=str(Path(datasets[0]).absolute()) if datasets else None,
     )
     print(
         f"{spec['cell']['week']}/{spec['cell']['experiment']}/{spec['cell']['cell']}: "

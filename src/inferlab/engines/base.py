@@ -152,6 +152,13 @@ class Engine:
         """The load client's command line for one cell (request rate, prompts...)."""
         raise NotImplementedError
 
+    def profile_server_args(self, folder: Path) -> dict:
+        """Server arguments that make it write a PyTorch profiler trace into ``folder``."""
+        raise NotImplementedError(f"{self.name}: no profiling support")
+
+    def profile_env(self, folder: Path) -> dict:
+        return {}
+
     def client_environ(self) -> dict:
         return self.environ(None)
 

@@ -41,6 +41,19 @@ class VLLM(Engine):
             str(port),
         ] + engine_args_to_cli(merged)
 
+    def profile_server_args(self, folder):
+        # vLLM >= 0.12: --profiler-config; the client's --profile calls /start_profile, /stop_profile
+        cfg = {
+            "profiler": "torch",
+            "torch_profiler_dir": str(folder),
+            "torch_profiler_use_gzip": True,
+            "torch_profiler_with_stack": False,
+        }
+        return {"profiler_config": json.dumps(cfg, separators=(",", ":"))}
+
+    def profile_env(self, folder):
+        return {"VLLM_TORCH_PROFILER_DIR": str(folder)}  # the variable older vLLM releases read
+
     def client_command(self, base_url, model_path, params, dataset_path, out_file):
         p = params
         out_file = Path(out_file)
@@ -82,6 +95,8 @@ class VLLM(Engine):
             cmd.append("--ignore-eos")
         if p.get("max_concurrency"):
             cmd += ["--max-concurrency", str(p["max_concurrency"])]
+        if p.get("profile"):
+            cmd.append("--profile")
         return cmd
 
     def command(self, tool, model_path, params, engine_args, out_json, dataset_path=None):
@@ -206,6 +221,11 @@ def parse_bench_throughput(data: dict) -> list[dict]:
     if not isinstance(tps, (int, float)) or not math.isfinite(tps) or tps <= 0:
         raise ValueError(f"tokens_per_second is not a positive number: {tps!r}")
     return [
-        {"metric": m, "value": float(data[keys[m]]) if data.get(keys[m]) is not None else None, "unit": u, "definition": d}
+        {
+            "metric": m,
+            "value": float(data[keys[m]]) if data.get(keys[m]) is not None else None,
+            "unit": u,
+            "definition": d,
+        }
         for m, u, d in THROUGHPUT
     ]

@@ -4,6 +4,8 @@ A week module exposes ``aggregate(df, cfg, outdir) -> list[dict]`` (the tables i
 report) and writes its figures under ``outdir/figures``.
 """
 
-from . import week01, week03
+from . import week01, week02, week03
 
-WEEKS = {"week01": week01, "week03": week03}
+WEEKS = {"week01": week01, "week02": week02, "week03": week03}
+# weeks whose tables join another week's Parquet (stage 4 reads it when that week is in the run)
+JOINS = {"week02": ["week01"]}
