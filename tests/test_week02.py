@@ -3,7 +3,6 @@ throughput and batch latency through the real CPU engine, the online-vs-offline 
 from both weeks' Parquet, and a real profiler trace of the server with its kernel-time breakdown."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
