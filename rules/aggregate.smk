@@ -15,7 +15,13 @@ rule aggregate_week:
         report=f"{RESULTS}/{{week}}/report.md",
         parquet=f"{RESULTS}/{{week}}/{{week}}.parquet",
         tables=directory(f"{RESULTS}/{{week}}/tables"),
-        figures=directory(f"{RESULTS}/{{week}}/figures"),
+        figures=report(
+            directory(f"{RESULTS}/{{week}}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figure.rst",
+            category="{week}",
+            labels={"week": "{week}", "figure": "{name}"},
+        ),
     log:
         f"{LOGS}/{{week}}/aggregate_week.log",
     localrule: True
@@ -24,5 +30,6 @@ rule aggregate_week:
     params:
         preset=config,
         joins=lambda w: week_joins(w.week),
+        captions=lambda w: week_captions(w.week),
     script:
         "../workflow/scripts/aggregate_week.py"

@@ -194,6 +194,13 @@ def week_joins(week):
     return {w: f"{RESULTS}/{w}/{w}.parquet" for w in JOINS.get(week, []) if w in WEEKS}
 
 
+def week_captions(week):
+    """Figure name -> caption, for `snakemake --report` (report/figure.rst)."""
+    from inferlab.weeks import WEEKS as _W
+
+    return getattr(_W.get(week), "CAPTIONS", {})
+
+
 def week_outputs(week):
     return [f"{RESULTS}/{week}/report.md", f"{RESULTS}/{week}/{week}.parquet"]
 

@@ -177,7 +177,10 @@ def test_sessions_group_by_server_config_and_selection_narrows_one(catalog):
     cfg = load_preset(catalog, gpus=["cpu", "h100"])
     cells = matrix.expand(cfg)
     full = matrix.sessions(cells)
-    assert set(full) == {("week01", "serving", e, g) for e in ("vllm", "sglang") for g in ("cpu", "h100")}
+    assert {k for k in full if k[0] == "week01"} == {
+        ("week01", "serving", e, g) for e in ("vllm", "sglang") for g in ("cpu", "h100")
+    }
+    assert {k for k in full if k[0] == "week02"} == {("week02", "profile", "vllm", g) for g in ("cpu", "h100")}
     assert [c.cell for c in full[("week01", "serving", "vllm", "h100")]] == ["rr1", "rr4", "rr10", "rrinf"]
     cfg2 = load_preset(catalog, gpus=["cpu", "h100"], cells="results/week01/serving/vllm/h100/rr4/cell.json")
     sel = matrix.selection(cfg2, cells)

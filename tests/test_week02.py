@@ -76,3 +76,16 @@ def test_profile_trace_kept_and_broken_down(work):
     t = pd.read_csv(work / "results" / "week02" / "tables" / "kernel_breakdown.csv", dtype=str)
     assert float(t.loc[0, "gemm (%)"]) == pytest.approx(shares["gemm"], abs=0.06)
     assert (work / "results" / "week02" / "figures" / "kernel_breakdown.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_html_report_has_every_figure_captioned_by_week(work):
+    from test_workflow import smk as run
+
+    run(work, "--report", str(work / "report.html"))
+    html = (work / "report.html").read_text(errors="replace")
+    from inferlab.weeks import week01, week02
+
+    for week, mod in (("week01", week01), ("week02", week02)):
+        assert week in html
+        for name, caption in mod.CAPTIONS.items():
+            assert name in html and caption[:40] in html, (week, name)

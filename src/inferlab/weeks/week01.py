@@ -246,3 +246,12 @@ def aggregate(df: pd.DataFrame, cfg, outdir: Path) -> dict:
         )
     )
     return {"tables": tables, "figures": figures(d, cfg, outdir / "figures")}
+
+
+CAPTIONS = {
+    "ttft_vs_rate": "Week 1: median time to first token vs request rate, one line per GPU (line style: engine). "
+    "Skipped and failed cells are named under the plot.",
+    "itl_vs_rate": "Week 1: median inter-token latency vs request rate, one line per GPU (line style: engine).",
+    "throughput_vs_rate": "Week 1: output throughput vs request rate, one line per GPU (line style: engine); "
+    "the saturation table says where it stops growing.",
+}

@@ -262,3 +262,11 @@ def aggregate(df: pd.DataFrame, cfg, outdir: Path, others: dict | None = None) -
         ),
     ]
     return {"tables": tables, "figures": figures(df, others, cfg, outdir / "figures")}
+
+
+CAPTIONS = {
+    "offline_throughput": "Week 2: offline throughput (vllm bench throughput, prompt + generated tokens/s) per GPU.",
+    "batch_latency": "Week 2: whole-batch latency (input 512, output 128) vs batch size, one line per GPU.",
+    "kernel_breakdown": "Week 2: the profiled server's time by category (GEMM, attention, norm+elementwise, other): "
+    "GPU kernels on a GPU, CPU operators' self time on the CPU default.",
+}

@@ -348,3 +348,10 @@ def reference_tables(ref: dict, cfg) -> tuple[dict, list[str]]:
             rows.append(r)
         out[exp] = pd.DataFrame(rows)
     return out, why
+
+
+CAPTIONS = {
+    "decode_batch_sweep": "Week 3: per-output-token latency vs decode batch size per GPU; dashed lines mark the "
+    "ridge AI* = peak FLOP/s / HBM bandwidth.",
+    "prefill_length_sweep": "Week 3: prefill latency vs input length per GPU (bs=1, one output token).",
+}
