@@ -163,3 +163,48 @@ def test_two_sessions_at_once_take_different_ports(tmp_path):
         r = json.loads((tmp_path / f"s{i}" / "rrinf" / "cell.json").read_text())
         assert r["status"] == "ok", r["log_tail"]
         assert r["provenance"]["server_port"] == results[i]["port"]
+
+
+SGL_CLIENT = Path(os.environ.get("INFERLAB_SGLANG_CLIENT_ENV", ROOT / ".venv-sglang-client"))
+
+
+def test_sglang_client_for_real_against_the_cpu_vllm_server(tmp_path):
+    """SGLang's own load client (python -m sglang.benchmark.serving, pure Python) against the real
+    vLLM CPU server: its appended-JSONL output parsed into the same schema as vLLM's client."""
+    from inferlab.server import HOST, Server
+
+    if not (SGL_CLIENT / "bin" / "python").exists():
+        pytest.fail(f"SGLang's client environment is not installed at {SGL_CLIENT} (run scripts/setup.sh)")
+    model = tmp_path / "tiny"
+    subprocess.run(
+        [str(ENGINE_ENV / "bin" / "python"), "-m", "inferlab.tinymodel", "--out", str(model)],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    data = download.build_sharegpt(tmp_path / "sharegpt.json", 50)
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["engines"]
+    vllm = engines.from_setup("vllm", {**cfg["vllm"], "env": str(ENGINE_ENV)}, {"bin": "vllm", "python": "python"})
+    sgl = engines.from_setup(
+        "sglang", {"env": str(tmp_path / "no-server"), "client_env": str(SGL_CLIENT)}, {"python": "python"}
+    )
+    out = tmp_path / "serving.jsonl"
+    params = {"num_prompts": 10, "request_rate": "inf", "client_backend": "vllm"}
+    with Server.start(
+        lambda p: vllm.serve_command(str(model), HOST, p, {"max_model_len": 2048}),
+        tmp_path / "server.log",
+        vllm.environ(tmp_path),
+        "/health",
+        600,
+    ) as srv:
+        for _ in range(2):  # the client appends one line per run to the same file
+            cmd = sgl.client_command(srv.base_url, str(model), params, str(data), out)
+            r = subprocess.run(cmd, capture_output=True, text=True, env=sgl.client_environ(), timeout=600)
+            assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and "Infinity" in lines[-1]  # request_rate inf is written as a bare Infinity
+    rows = {x["metric"]: x for x in sgl.parse("bench_serving", out, params)}
+    last = json.loads(lines[-1])
+    assert rows["completed"]["value"] == last["completed"] == 10 and rows["failed"]["value"] == 0
+    assert rows["ttft_p50"]["value"] == pytest.approx(last["median_ttft_ms"]) and rows["ttft_p50"]["value"] > 0
+    assert "sglang.benchmark.serving" in rows["itl_p50"]["definition"]
