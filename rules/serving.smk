@@ -24,7 +24,8 @@ for _key, _cells in SESSIONS.items():
         resources:
             gpu=gpu_count(_key[3]),
             runtime=session_runtime_min(_cells),
-            mem_mb=16000,
+            mem_mb=CFG.preset["serving_job"]["mem_mb"],
+            cpus_per_task=CFG.preset["serving_job"]["cpus"],
             slurm_partition=CFG.gpu(_key[3])["partition"],
             gpu_model=gpu_model(_key[3]),
         params:
