@@ -65,6 +65,38 @@ def _archive_previous(outdir: Path) -> None:
         shutil.move(str(p), dest / p.name)
 
 
+def spawn(cmd: list[str], log: Path, env: dict, cwd, mode: str = "wb") -> subprocess.Popen:
+    """Start ``cmd`` as the leader of its own process group (so teardown can reach every process it
+    forks and nothing else), its output appended to ``log`` after a ``$ command`` line."""
+    with open(log, mode) as lf:
+        lf.write(("$ " + " ".join(cmd) + "\n").encode())
+        lf.flush()
+        return subprocess.Popen(
+            cmd, stdout=lf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True
+        )
+
+
+def new_record(cell: dict, **extra) -> dict:
+    """A cell record before the run: what the cell is; status/reason/detail filled in by the run."""
+    return {
+        "schema_version": 1,
+        **{k: cell[k] for k in ("week", "experiment", "engine", "gpu", "cell", "tool", "model")},
+        "params": cell["params"],
+        "engine_args": cell.get("engine_args", {}),
+        "status": None,
+        "reason": None,
+        "detail": None,
+        "returncode": None,
+        "log_tail": "",
+        "raw": RAW,
+        "started_at": None,
+        "finished_at": None,
+        "wall_s": None,
+        "injected_fault": None,
+        **extra,
+    }
+
+
 def kill_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
     """TERM the process group, wait up to ``grace_s``, then KILL; return when the group is gone."""
     try:
@@ -154,23 +186,7 @@ def run_cell(
     _archive_previous(outdir)
     raw = outdir / RAW
     elog = outdir / ENGINE_LOG
-    record = {
-        "schema_version": 1,
-        **{k: cell[k] for k in ("week", "experiment", "engine", "gpu", "cell", "tool", "model")},
-        "params": cell["params"],
-        "engine_args": cell.get("engine_args", {}),
-        "status": None,
-        "reason": None,
-        "detail": None,
-        "returncode": None,
-        "log_tail": "",
-        "raw": RAW,
-        "engine_log": ENGINE_LOG,
-        "started_at": provenance.now(),
-        "finished_at": None,
-        "wall_s": None,
-        "injected_fault": fault,
-    }
+    record = new_record(cell, engine_log=ENGINE_LOG, started_at=provenance.now(), injected_fault=fault)
     t0 = time.monotonic()
 
     def finish(status, reason=None, detail=None, returncode=None):
@@ -214,25 +230,14 @@ def run_cell(
     sampler = telemetry.Sampler(outdir / "telemetry.csv", telemetry.visible_gpu_index()).start()
     t_wall0 = time.time()
     try:
-        with open(elog, "wb") as lf:
-            lf.write(("$ " + " ".join(cmd) + "\n").encode())
-            lf.flush()
-            proc = subprocess.Popen(
-                cmd,
-                stdout=lf,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=engine.environ(outdir),
-                cwd=outdir,
-                start_new_session=True,
+        proc = spawn(cmd, elog, engine.environ(outdir), outdir)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            return finish(
+                "failed", "timeout", f"no result within {timeout_s:g} s; process group killed", proc.returncode
             )
-            try:
-                rc = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                kill_group(proc)
-                return finish(
-                    "failed", "timeout", f"no result within {timeout_s:g} s; process group killed", proc.returncode
-                )
         if rc != 0:
             reason = engine.classify_failure(rc, log_tail(elog, 400))
             return finish("failed", reason, f"engine exited with {rc}", rc)

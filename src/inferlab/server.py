@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runner import _group_alive, kill_group
+from .runner import _group_alive, kill_group, spawn
 
 HOST = "127.0.0.1"  # the benchmark client runs in the same job, on the same node
 
@@ -104,18 +104,7 @@ class Server:
         for attempt in range(bind_retries):
             port = free_port()
             cmd = make_cmd(port)
-            with open(log, "ab") as lf:
-                lf.write((f"$ {' '.join(cmd)}\n").encode())
-                lf.flush()
-                proc = subprocess.Popen(
-                    cmd,
-                    stdout=lf,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                    cwd=cwd,
-                    start_new_session=True,
-                )
+            proc = spawn(cmd, log, env, cwd, mode="ab")
             srv = cls(proc, port, log, health_path, time.monotonic(), gpu_baseline_mib=baseline, gpu_index=gpu_index)
             try:
                 srv._wait_ready(ready_timeout_s, classify)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import io, provenance, telemetry
 from .engines.base import Engine
-from .runner import INTERRUPTED, RECORD, _slurm_state, _Terminated, kill_group, log_tail
+from .runner import INTERRUPTED, RECORD, _slurm_state, _Terminated, kill_group, log_tail, new_record, spawn
 from .server import HOST, Server, ServerError
 
 SESSION = "session.json"
@@ -60,24 +60,7 @@ class _Cell:
         self.dir = Path(outdir).absolute()
         self.dir.mkdir(parents=True, exist_ok=True)
         _archive(self.dir, (RAW, CLIENT_LOG, RECORD, INTERRUPTED))
-        self.record = {
-            "schema_version": 1,
-            **{k: cell[k] for k in ("week", "experiment", "engine", "gpu", "cell", "tool", "model")},
-            "params": cell["params"],
-            "engine_args": cell.get("engine_args", {}),
-            "status": None,
-            "reason": None,
-            "detail": None,
-            "returncode": None,
-            "log_tail": "",
-            "raw": RAW,
-            "client_log": CLIENT_LOG,
-            "engine_log": str(Path("..") / sdir.name / SERVER_LOG),
-            "started_at": None,
-            "finished_at": None,
-            "wall_s": None,
-            "injected_fault": None,
-        }
+        self.record = new_record(cell, client_log=CLIENT_LOG, engine_log=str(Path("..") / sdir.name / SERVER_LOG))
         self.t0 = None
 
     def begin(self):
@@ -252,30 +235,19 @@ def _run_one(c: _Cell, engine, server: Server, model_path, dataset_path, timeout
     c.record["injected_fault"] = fault
     c.begin()
     t_wall0 = time.time()
-    with open(clog, "wb") as lf:
-        lf.write(("$ " + " ".join(cmd) + "\n").encode())
-        lf.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdout=lf,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=engine.client_environ(),
-            cwd=c.dir,
-            start_new_session=True,
-        )
-        try:
-            if fault == "kill_server":
-                # a real failure for tests: the server's whole group is killed while the client loads it
-                time.sleep(3.0)
-                kill_group(server.proc, grace_s=0.0)
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            rc = None
-        finally:
-            if proc.poll() is None:
-                kill_group(proc, grace_s=5.0)
+    proc = spawn(cmd, clog, engine.client_environ(), c.dir)
+    try:
+        if fault == "kill_server":
+            # a real failure for tests: the server's whole group is killed while the client loads it
+            time.sleep(3.0)
+            kill_group(server.proc, grace_s=0.0)
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        rc = None
+    finally:
+        if proc.poll() is None:
+            kill_group(proc, grace_s=5.0)
     t_wall1 = time.time()
     tail = log_tail(clog)
     if not server.alive():
