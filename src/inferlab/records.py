@@ -17,7 +17,9 @@ import pandas as pd
 from . import engines as engines_mod
 from .engines import serving as serving_mod
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# v1: Week 3 (vllm bench latency). v2: + columns client, server_port, telemetry; serving, offline
+# throughput, NVML telemetry and kernel-time-share metrics. v1 files read as v2 with the new columns null.
 
 COLUMNS: dict[str, tuple[str, str]] = {
     # name: (pandas dtype, meaning)
@@ -175,8 +177,20 @@ def schema_markdown() -> str:
     for k, (u, d) in {**serving_mod.COUNTS, **serving_mod.TELEMETRY}.items():
         lines.append(f"- `{k}` ({u}): {d}.")
     lines += [
+        "- `offline_total_token_throughput` (tok/s), `offline_request_throughput` (req/s), `offline_elapsed` (s),",
+        "  `offline_total_tokens`, `offline_requests`: `vllm bench throughput` (prompt + generated tokens; it",
+        "  reports no output-token rate).",
+        "- `kernel_time_share_{gemm,attention,norm_elementwise,other}` (%): a profile cell's trace split by",
+        "  kernel/operator name patterns (`inferlab/profile.py`): GPU kernels on a GPU, CPU operators' self",
+        "  time on the CPU default.",
         "- Telemetry rows are present only where NVML saw the GPU; the `telemetry` column says",
         "  `unavailable: <why>` otherwise (the CPU default).",
+        "",
+        "## Versions",
+        "",
+        "- v1: Week 3 (`vllm bench latency`).",
+        "- v2: + columns `client`, `server_port`, `telemetry`; serving, offline-throughput, telemetry and",
+        "  kernel-time-share metrics. v1 files read as v2 with the new columns null.",
         "",
         "## Status and validity",
         "",
