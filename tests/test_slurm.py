@@ -217,3 +217,39 @@ def test_job_killed_by_slurm_is_typed_from_slurm(run):
     table = pd.read_csv(work / "results" / "week03" / "tables" / "prefill_latency.csv").set_index("GPU")
     assert table.loc["l40s", "L=64"] == "CANCELLED"
     assert float(table.loc["h100", "L=64"]) > 0
+
+
+def test_serving_session_runs_as_one_slurm_job_on_its_partition(cluster, tmp_path):
+    """Week 1 through profiles/slurm: one session job per engine x GPU on that GPU's partition; the
+    vLLM session serves its cells from one server start, SGLang's is typed skipped."""
+    p = yaml.safe_load((ROOT / "config" / "slurm-ci.yaml").read_text())
+    p["catalog"] = str(ROOT / "config")
+    p["engines"]["vllm"]["env"] = str(ENGINE_ENV)
+    p["weeks"] = ["week01"]
+    p["serving_job"] = {"cpus": 2, "mem_mb": 3000}
+    p["overrides"] = {
+        "week01": {
+            "serving": {
+                "gpus": ["h100"],
+                "sweep": {"request_rate": [4, "inf"]},
+                "fixed": {"dataset": "sharegpt-synthetic", "num_prompts": 10},
+            }
+        }
+    }
+    (tmp_path / "preset.yaml").write_text(yaml.safe_dump(p))
+    r, secs = smk(tmp_path, "week01_all")
+    print(f"\nweek01_all (2 sessions) through profiles/slurm: {secs:.0f} s")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    res = tmp_path / "results" / "week01" / "serving"
+    jobs = set()
+    for c in ("rr4", "rrinf"):
+        rec = json.loads((res / "vllm" / "h100" / c / "cell.json").read_text())
+        assert rec["status"] == "ok", rec["log_tail"]
+        slurm = rec["provenance"]["slurm"]
+        assert job_info(slurm["SLURM_JOB_ID"])["partition"] == "h100" == slurm["SLURM_JOB_PARTITION"]
+        jobs.add(slurm["SLURM_JOB_ID"])
+        skipped = json.loads((res / "sglang" / "h100" / c / "cell.json").read_text())
+        assert (skipped["status"], skipped["reason"]) == ("skipped", "engine_unavailable")
+    assert len(jobs) == 1  # both rates in one job, one server start
+    sess = json.loads((res / "vllm" / "h100" / "_server" / "session.json").read_text())
+    assert sess["cells"] == ["rr4", "rrinf"] and sess["teardown"]["group_gone"] is True
