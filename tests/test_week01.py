@@ -115,15 +115,21 @@ def test_rerunning_the_failed_cell_measures_it_alone(killed):
     assert got["value"].iloc[0] == pytest.approx(raw["output_throughput"])
 
 
-def test_two_sessions_at_once_take_different_ports(tmp_path):
-    model = tmp_path / "tiny"
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny model and a ShareGPT-format file, for tests that drive the library directly."""
+    d = tmp_path_factory.mktemp("tiny")
     subprocess.run(
-        [str(ENGINE_ENV / "bin" / "python"), "-m", "inferlab.tinymodel", "--out", str(model)],
+        [str(ENGINE_ENV / "bin" / "python"), "-m", "inferlab.tinymodel", "--out", str(d / "tiny")],
         check=True,
         capture_output=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
-    data = download.build_sharegpt(tmp_path / "sharegpt.json", 50)
+    return d / "tiny", download.build_sharegpt(d / "sharegpt.json", 50)
+
+
+def test_two_sessions_at_once_take_different_ports(tmp_path, tiny):
+    model, data = tiny
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["engines"]["vllm"]
     cfg["env"] = str(ENGINE_ENV)
     eng = engines.from_setup("vllm", cfg, {"bin": "vllm", "python": "python", "probe": "vllm"}, str(tmp_path / "cc"))
@@ -168,21 +174,14 @@ def test_two_sessions_at_once_take_different_ports(tmp_path):
 SGL_CLIENT = Path(os.environ.get("INFERLAB_SGLANG_CLIENT_ENV", ROOT / ".venv-sglang-client"))
 
 
-def test_sglang_client_for_real_against_the_cpu_vllm_server(tmp_path):
+def test_sglang_client_for_real_against_the_cpu_vllm_server(tmp_path, tiny):
     """SGLang's own load client (python -m sglang.benchmark.serving, pure Python) against the real
     vLLM CPU server: its appended-JSONL output parsed into the same schema as vLLM's client."""
     from inferlab.server import HOST, Server
 
     if not (SGL_CLIENT / "bin" / "python").exists():
         pytest.fail(f"SGLang's client environment is not installed at {SGL_CLIENT} (run scripts/setup.sh)")
-    model = tmp_path / "tiny"
-    subprocess.run(
-        [str(ENGINE_ENV / "bin" / "python"), "-m", "inferlab.tinymodel", "--out", str(model)],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )
-    data = download.build_sharegpt(tmp_path / "sharegpt.json", 50)
+    model, data = tiny
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["engines"]
     vllm = engines.from_setup("vllm", {**cfg["vllm"], "env": str(ENGINE_ENV)}, {"bin": "vllm", "python": "python"})
     sgl = engines.from_setup(

@@ -38,7 +38,6 @@ SERVER_LOG = "server.log"
 CLIENT_LOG = "client.log"
 TELEMETRY = "telemetry.csv"
 RAW = "raw.json"
-FAULTS = ("kill_server",)
 PROFILE_DIR = "profile"
 
 

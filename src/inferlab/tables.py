@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
+from .io import atomic_path
 
 NOT_IN_MATRIX = "n/a"
 
@@ -30,9 +31,15 @@ def show(row: pd.Series | None, fmt: str = "{:.2f}") -> str:
 
 
 def lookup(df: pd.DataFrame, **eq) -> pd.Series | None:
+    """The first row matching every ``column=value``: numbers compare as numbers, anything else as
+    text (a request rate column holds 1, 4, 10 and "inf")."""
     m = pd.Series(True, index=df.index)
     for k, v in eq.items():
-        m &= df[k] == v
+        col = df[k]
+        if pd.api.types.is_numeric_dtype(col) and not isinstance(v, str):
+            m &= col == v
+        else:
+            m &= col.astype(str) == str(v)
     sub = df[m]
     if sub.empty:
         return None
@@ -54,3 +61,15 @@ def write_table(df: pd.DataFrame, outdir: Path, name: str, title: str, notes: li
     with io.atomic_path(outdir / f"{name}.csv") as tmp:
         df.to_csv(tmp, index=False)
     return {"name": name, "title": title, "markdown": md}
+
+
+def save_figure(fig, path: Path, note: str = "") -> None:
+    """Write a figure atomically; ``note`` names what could not be plotted, under the plot."""
+    if note:
+        fig.text(0.01, 0.01, f"not plotted: {note}"[:160], fontsize=7, color="firebrick")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..tables import show, write_table
+from ..tables import save_figure, show, write_table
 
 # throughput "stops growing" when the next rate adds less than this fraction
 SATURATION_GAIN = 0.10
@@ -169,8 +169,6 @@ def figures(d: pd.DataFrame, cfg, outdir: Path) -> list[dict]:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .week03 import _save
-
     outdir.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid")
     rates = _rates(d)
@@ -193,7 +191,7 @@ def figures(d: pd.DataFrame, cfg, outdir: Path) -> list[dict]:
         miss = d[(d.metric == metric) & d.value.isna()].drop_duplicates(["engine", "gpu", "cell"])
         missing = ", ".join(f"{r.engine}/{r.gpu}/{r.cell}: {show(r)}" for _, r in miss.iterrows())
         p = outdir / f"{name}.png"
-        _save(fig, p, missing)
+        save_figure(fig, p, missing)
         made.append(
             {
                 "path": p,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import theory
-from ..tables import show, write_table
+from ..tables import lookup, save_figure, show, write_table
 
 
 def _gpus(df, cfg) -> list[str]:
@@ -34,21 +34,9 @@ def _ok(r) -> bool:
     return r is not None and r["status"] == "ok" and bool(r["valid"]) and not pd.isna(r["value"])
 
 
-def _row(df, **eq):
-    m = pd.Series(True, index=df.index)
-    for k, v in eq.items():
-        col = df[k]
-        if pd.api.types.is_numeric_dtype(col) and not isinstance(v, str):
-            m &= col == v
-        else:
-            m &= col.astype(str) == str(v)
-    sub = df[m]
-    return None if sub.empty else sub.iloc[0]
-
-
 def offline_table(df, cfg) -> pd.DataFrame:
     d = df[(df.experiment == "offline") & (df.metric == "offline_total_token_throughput")]
-    vals = {g: _row(d, gpu=g) for g in _gpus(d, cfg)}
+    vals = {g: lookup(d, gpu=g) for g in _gpus(d, cfg)}
     good = {g: float(r["value"]) for g, r in vals.items() if _ok(r)}
     slowest = min(good, key=good.get) if good else None
     rows = []
@@ -58,7 +46,7 @@ def offline_table(df, cfg) -> pd.DataFrame:
                 "GPU": g,
                 "Throughput (tok/s, prompt + generated)": show(r, "{:,.0f}"),
                 f"vs {slowest or 'slowest'}": f"{good[g] / good[slowest]:.2f}x" if g in good else "n/a",
-                "Requests/s": show(_row(df[df.experiment == "offline"], gpu=g, metric="offline_request_throughput")),
+                "Requests/s": show(lookup(df[df.experiment == "offline"], gpu=g, metric="offline_request_throughput")),
             }
         )
     return pd.DataFrame(rows)
@@ -71,7 +59,7 @@ def batch_table(df, cfg) -> pd.DataFrame:
     for g in _gpus(d, cfg):
         r = {"GPU / batch": f"{g} (ms)"}
         for bs in sizes:
-            x = _row(d, gpu=g, param_batch_size=bs)
+            x = lookup(d, gpu=g, param_batch_size=bs)
             r[f"bs={bs}"] = show(x, "{:.1f}")
             if _ok(x):
                 vals[(g, bs)] = float(x["value"])
@@ -97,8 +85,8 @@ def per_token_table(df, cfg) -> pd.DataFrame:
     sizes = sorted(d["param_batch_size"].dropna().astype(int).unique())
     rows = []
     for g in _gpus(d, cfg):
-        r1 = _row(d, gpu=g, param_batch_size=sizes[0]) if sizes else None
-        rn = _row(d, gpu=g, param_batch_size=sizes[-1]) if sizes else None
+        r1 = lookup(d, gpu=g, param_batch_size=sizes[0]) if sizes else None
+        rn = lookup(d, gpu=g, param_batch_size=sizes[-1]) if sizes else None
         model = cfg.model(d[d.gpu == g]["model"].iloc[0])
         floor = 1e3 * theory.weights_floor_s(model["architecture"], model["dtype"], cfg.gpu(g))
         rows.append(
@@ -119,15 +107,15 @@ def online_vs_offline(df, others: dict, cfg) -> pd.DataFrame:
     off = df[(df.experiment == "offline") & (df.metric == "offline_total_token_throughput")]
     rows = []
     for g in _gpus(off, cfg):
-        o = _row(off, gpu=g)
+        o = lookup(off, gpu=g)
         r = {"GPU": g, "Offline total tok/s (week02)": show(o, "{:,.0f}")}
         if w1 is None:
             r["Online rr=inf total tok/s (week01)"] = "n/a (week01 not in this run)"
             r["Offline / online"] = "n/a"
         else:
             on = w1[(w1.engine == "vllm") & (w1.gpu == g) & (w1.param_request_rate.astype(str) == "inf")]
-            tot = _row(on, metric="total_token_throughput")
-            out = _row(on, metric="output_throughput")
+            tot = lookup(on, metric="total_token_throughput")
+            out = lookup(on, metric="output_throughput")
             r["Online rr=inf total tok/s (week01)"] = show(tot, "{:,.0f}")
             r["Online rr=inf output tok/s (week01)"] = show(out, "{:,.0f}")
             r["Offline / online"] = f"{float(o['value']) / float(tot['value']):.2f}x" if _ok(o) and _ok(tot) else "n/a"
@@ -147,7 +135,7 @@ def utilization_table(df, others: dict, cfg) -> pd.DataFrame:
         ):
             if d is None:
                 continue
-            base = _row(d, **eq)
+            base = lookup(d, **eq)
             r = {"GPU": g, "Cells": label}
             if base is None:
                 r["Telemetry"] = "n/a (not in this run)"
@@ -156,7 +144,7 @@ def utilization_table(df, others: dict, cfg) -> pd.DataFrame:
             else:
                 r["Telemetry"] = base["telemetry"] or "n/a"
             for col, m in (("GPU util mean (%)", "gpu_util_mean"), ("GPU util max (%)", "gpu_util_max")):
-                x = _row(d, metric=m, **eq)
+                x = lookup(d, metric=m, **eq)
                 r[col] = f"{float(x['value']):.0f}" if _ok(x) else "n/a"
             rows.append(r)
     return pd.DataFrame(rows)
@@ -173,9 +161,9 @@ def kernel_table(df, cfg, results_dir: Path | None) -> pd.DataFrame:
         else:
             r["Status"] = "ok"
         for cat in ("gemm", "attention", "norm_elementwise", "other"):
-            x = _row(d, engine=b.engine, gpu=b.gpu, cell=b.cell, metric=f"kernel_time_share_{cat}")
+            x = lookup(d, engine=b.engine, gpu=b.gpu, cell=b.cell, metric=f"kernel_time_share_{cat}")
             r[f"{cat} (%)"] = f"{float(x['value']):.1f}" if _ok(x) else "n/a"
-        x = _row(d, engine=b.engine, gpu=b.gpu, cell=b.cell, metric="kernel_time_share_gemm")
+        x = lookup(d, engine=b.engine, gpu=b.gpu, cell=b.cell, metric="kernel_time_share_gemm")
         r["Measured over"] = (
             "n/a" if x is None else "GPU kernels" if "GPU kernels" in x["definition"] else "CPU operators (self time)"
         )
@@ -191,8 +179,6 @@ def figures(df, others, cfg, outdir: Path) -> list[dict]:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from .week03 import _save
-
     outdir.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid")
     made = []
@@ -203,7 +189,7 @@ def figures(df, others, cfg, outdir: Path) -> list[dict]:
     ax.set_ylabel("offline throughput (tok/s, prompt + generated)")
     ax.set_title("Week 2: offline throughput per GPU")
     p = outdir / "offline_throughput.png"
-    _save(fig, p, "")
+    save_figure(fig, p)
     made.append({"path": p, "caption": "Offline throughput (vllm bench throughput) per GPU."})
 
     bl = df[(df.experiment == "batch_latency") & (df.metric == "latency_avg") & df.value.notna()]
@@ -214,7 +200,7 @@ def figures(df, others, cfg, outdir: Path) -> list[dict]:
     ax.set_ylabel("batch latency (ms)")
     ax.set_title("Week 2: batch latency vs batch size")
     p = outdir / "batch_latency.png"
-    _save(fig, p, "")
+    save_figure(fig, p)
     made.append({"path": p, "caption": "Whole-batch latency vs batch size per GPU (vllm bench latency)."})
 
     kt = df[(df.experiment == "profile") & df.metric.str.startswith("kernel_time_share_") & df.value.notna()].copy()
@@ -226,7 +212,7 @@ def figures(df, others, cfg, outdir: Path) -> list[dict]:
     ax.set_ylabel("share of profiled time (%)")
     ax.set_title("Week 2: kernel-time breakdown of the profiled server")
     p = outdir / "kernel_breakdown.png"
-    _save(fig, p, "")
+    save_figure(fig, p)
     made.append(
         {
             "path": p,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import theory
-from ..tables import lookup, show, write_table
+from ..tables import lookup, save_figure, show, write_table
 
 
 def _gpus(df: pd.DataFrame, cfg) -> list[str]:
@@ -131,7 +131,7 @@ def figures(df, cfg, outdir: Path) -> list[dict]:
     ax.legend(fontsize=8)
     missing = _missing(df, "decode", "latency_per_output_token", "param_batch_size", "bs")
     p = outdir / "decode_batch_sweep.png"
-    _save(fig, p, missing)
+    save_figure(fig, p, missing)
     made.append(
         {
             "path": p,
@@ -151,7 +151,7 @@ def figures(df, cfg, outdir: Path) -> list[dict]:
     ax.set_title("Week 3: prefill length sweep")
     missing = _missing(df, "prefill", "latency_avg", "param_input_len", "L=")
     p = outdir / "prefill_length_sweep.png"
-    _save(fig, p, missing)
+    save_figure(fig, p, missing)
     made.append(
         {
             "path": p,
@@ -165,19 +165,6 @@ def figures(df, cfg, outdir: Path) -> list[dict]:
 def _missing(df, exp, metric, col, label) -> str:
     d = df[(df.experiment == exp) & (df.metric == metric) & df.value.isna()]
     return ", ".join(f"{r.gpu} {label}{int(r[col])}: {show(r)}" for _, r in d.iterrows())
-
-
-def _save(fig, path: Path, note: str):
-    from ..io import atomic_path
-
-    if note:
-        fig.text(0.01, 0.01, f"not plotted: {note}"[:160], fontsize=7, color="firebrick")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 def aggregate(df: pd.DataFrame, cfg, outdir: Path) -> dict:
