@@ -25,8 +25,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/download.smk"
-include: "rules/benchmark.smk"
-include: "rules/serving.smk"
+include: "rules/measure.smk"
 include: "rules/extract.smk"
 include: "rules/aggregate.smk"
 

@@ -1,29 +1,21 @@
 # Helpers shared by the rules. The logic lives in the inferlab package (src/inferlab).
 import json
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from inferlab import config as il_config  # noqa: E402
+from inferlab import identity as il_identity  # noqa: E402
 from inferlab import matrix as il_matrix  # noqa: E402
 
 CFG = il_config.load(config, base_dir=workflow.basedir)
 CELLS = il_matrix.expand(CFG)
-# serving cells run in one session job per server configuration (rules/serving.smk)
-SESSIONS = il_matrix.sessions(CELLS, il_matrix.selection(CFG, CELLS))
-FULL_SESSIONS = il_matrix.sessions(CELLS)
-# offline cells (one engine process each) run in bench_cell; its experiment wildcard is limited
-# to their experiments so it never competes with a session rule for a record
-OFFLINE_EXPERIMENTS = sorted(
-    {c.experiment for c in CELLS.values() if c.tool not in il_matrix.SERVING_TOOLS}
-)
-_SERVING_EXPERIMENTS = {k[1] for k in FULL_SESSIONS}
-if set(OFFLINE_EXPERIMENTS) & _SERVING_EXPERIMENTS:
-    raise ValueError(
-        f"experiment ids {sorted(set(OFFLINE_EXPERIMENTS) & _SERVING_EXPERIMENTS)} name both an "
-        "offline and a serving experiment (in different weeks); give them distinct ids"
-    )
+# every engine configuration (one engine start) is one job measuring its cells (rules/measure.smk);
+# with --config cells=... a configuration's job holds only the named cells
+CONFIGURATIONS = il_matrix.configurations(CELLS, il_matrix.selection(CFG, CELLS))
+FULL_CONFIGURATIONS = il_matrix.configurations(CELLS)
 WEEKS = list(CFG.weeks)
 RESULTS = CFG.preset["results"]
 LOGS = CFG.preset["logs"]
@@ -45,8 +37,8 @@ EXTRACT_CODE = [
 AGGREGATE_CODE = [
     str(PKG / f) for f in ("aggregate.py", "tables.py", "theory.py", "guard.py")
 ] + [str(p) for p in sorted((PKG / "weeks").glob("*.py"))]
-CELL_DIR = f"{RESULTS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{cell}}"
-CELL_LOG = f"{LOGS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{cell}}"
+CELL_DIR = f"{RESULTS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{configuration}}/{{cell}}"
+CELL_LOG = f"{LOGS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{configuration}}/{{cell}}"
 
 
 wildcard_constraints:
@@ -54,6 +46,7 @@ wildcard_constraints:
     experiment=r"[a-z0-9_]+",
     engine=r"[a-z0-9_]+",
     gpu=r"[a-z0-9_]+",
+    configuration=r"[A-Za-z0-9._+-]+",
     cell=r"[A-Za-z0-9._+-]+",
     model=r"[A-Za-z0-9._-]+",
     dataset=r"[A-Za-z0-9._-]+",
@@ -62,7 +55,10 @@ wildcard_constraints:
 
 def cell_of(wildcards):
     """The matrix cell a path names; a path outside the matrix is a clear error."""
-    key = f"{wildcards.week}/{wildcards.experiment}/{wildcards.engine}/{wildcards.gpu}/{wildcards.cell}"
+    key = (
+        f"{wildcards.week}/{wildcards.experiment}/{wildcards.engine}/{wildcards.gpu}/"
+        f"{wildcards.configuration}/{wildcards.cell}"
+    )
     try:
         return CELLS[key]
     except KeyError:
@@ -78,79 +74,72 @@ def model_dir(model_id):
     return f"{CACHE}/models/{'built' if source == 'build' else 'hub'}/{model_id}"
 
 
-def cell_model_dir(wildcards):
-    return model_dir(cell_of(wildcards).model)
-
-
-def cell_dataset(wildcards):
-    ds = cell_of(wildcards).params.get("dataset")
-    return [dataset_path(ds)] if ds else []
-
-
-def cell_spec(wildcards):
-    """Everything that defines a cell's measurement: a change here reruns that cell only.
-    Canonical JSON (sorted keys), so that reordering keys in a YAML file changes nothing.
-    """
-    c = cell_of(wildcards)
-    spec = {
-        "cell": c.to_dict(),
-        "engine_setup": CFG.preset["engines"].get(c.engine, {}),
-        "engine_catalog": CFG.engines[c.engine],
-        "fault": CFG.preset["inject_fault"].get(c.path),
-        "compile_cache": CFG.preset["compile_cache"],
-    }
-    return json.dumps(spec, sort_keys=True)
-
-
-def gpu_count(gpu):
-    return 0 if CFG.gpu(gpu).get("kind", "gpu") == "cpu" else 1
-
-
-def gpu_model(gpu):
-    # the gres type of the GPU (--gpus=<type>:1); site data in config/gpus.yaml
-    g = CFG.gpu(gpu)
-    return g.get("gres_type", "") if g.get("kind", "gpu") == "gpu" else ""
-
-
-def cell_gpus(wildcards):
-    return gpu_count(wildcards.gpu)
-
-
-def cell_partition(wildcards):
-    return CFG.gpu(wildcards.gpu)["partition"]
-
-
-def cell_gpu_model(wildcards):
-    return gpu_model(wildcards.gpu)
-
-
 def dataset_path(dataset_id):
     d = CFG.datasets[dataset_id]
     kind = "built/" if d["source"] == "build" else ""
     return f"{CACHE}/datasets/{kind}{dataset_id}/{d['filename']}"
 
 
-def session_name(key):
-    return "serve_engine_" + "_".join(key)
+def gpu_model(gpu):
+    # the gres type of the GPU (--gpus=<type>:N); site data in config/gpus.yaml
+    g = CFG.gpu(gpu)
+    return g.get("gres_type", "") if g.get("kind", "gpu") == "gpu" else ""
 
 
-def session_dir(key):
-    week, exp, engine, gpu = key
-    return f"{RESULTS}/{week}/{exp}/{engine}/{gpu}/_server"
+def configuration_name(key):
+    """Rule name of an engine configuration's job: measure_<week>_<experiment>_<engine>_<gpu>_<id>."""
+    return "measure_" + "_".join(re.sub(r"[^A-Za-z0-9_]", "_", k) for k in key)
 
 
-def session_spec(key):
-    """Everything that defines a session's measurements, for ALL cells of its configuration (not
-    only those this run measures): a rerun of one cell leaves the params unchanged, so the next
-    full run does not re-measure its siblings; any change to a cell reruns the session.
+def configuration_dir(key):
+    return f"{RESULTS}/{'/'.join(key)}/_engine"
+
+
+def configuration_gpus(cells):
+    """GPUs the job asks Slurm for: the layout's, 0 on the CPU or where the cells are skipped."""
+    c = cells[0]
+    if c.skip or CFG.gpu(c.gpu).get("kind", "gpu") == "cpu":
+        return 0
+    return il_matrix.gpus_needed(c.layout, c.engine_args)
+
+
+def configuration_datasets(cells):
+    return sorted({dataset_path(c.params["dataset"]) for c in cells if c.params.get("dataset")})
+
+
+def engine_identity(engine):
+    """What is installed in the engine's environment (probed once per run): part of every
+    configuration's params, so an upgraded engine re-measures and an unchanged one does not."""
+    if not CFG.preset.get("engine_identity", True):
+        return None
+    entry = CFG.engine_entry(engine)
+    setup = CFG.preset["engines"].get(engine) or CFG.preset["engines"].get(
+        entry.get("adapter", engine), {}
+    )
+    env = setup.get("env")
+    if env and not Path(env).is_absolute():
+        env = str(Path(workflow.basedir) / env)
+    return il_identity.engine_identity(env)
+
+
+def configuration_spec(key):
+    """Everything that defines a configuration's measurements, for ALL its cells (not only those
+    this run measures): a rerun of one cell leaves the params unchanged, so the next full run does
+    not re-measure its siblings; any change to a cell, the server arguments or the engine's
+    installed packages reruns the configuration. Canonical JSON (sorted keys).
     """
-    cells = FULL_SESSIONS[key]
+    cells = FULL_CONFIGURATIONS[key]
     first = cells[0]
+    entry = CFG.engine_entry(first.engine)
     spec = {
         "cells": {c.cell: c.to_dict() for c in cells},
         "server_args": first.engine_args,
-        "engine_setup": CFG.preset["engines"].get(first.engine, {}),
-        "engine_catalog": CFG.engines[first.engine],
+        "layout": first.layout,
+        "skip": first.skip,
+        "engine_setup": CFG.preset["engines"].get(first.engine)
+        or CFG.preset["engines"].get(entry.get("adapter", first.engine), {}),
+        "engine_catalog": entry,
+        "engine_identity": engine_identity(first.engine),
         "faults": {
             c.cell: CFG.preset["inject_fault"][c.path]
             for c in cells
@@ -158,13 +147,18 @@ def session_spec(key):
         },
         "compile_cache": CFG.preset["compile_cache"],
         "ready_timeout_s": CFG.preset["server_ready_timeout_s"],
-        "session_dir": session_dir(key),
+        "engine_dir": configuration_dir(key),
+        "datasets": {
+            c.params["dataset"]: dataset_path(c.params["dataset"])
+            for c in cells
+            if c.params.get("dataset")
+        },
     }
     return json.dumps(spec, sort_keys=True)
 
 
-def session_runtime_min(cells):
-    # Slurm limit: server start + every cell's own deadline + teardown
+def configuration_runtime_min(cells):
+    # Slurm limit: engine start + every cell's own deadline + teardown
     return (
         int(
             (CFG.preset["server_ready_timeout_s"] + sum(c.timeout_s for c in cells))
@@ -172,11 +166,6 @@ def session_runtime_min(cells):
         )
         + 5
     )
-
-
-def cell_runtime_min(wildcards):
-    # Slurm limit: the cell's own deadline plus time for the record and teardown
-    return int(cell_of(wildcards).timeout_s // 60) + 5
 
 
 def week_cells(week):
@@ -226,7 +215,10 @@ def type_killed_cells():
     if not slurm_logs.exists():
         return
     for rec in il_cells.reconcile(Path(RESULTS), slurm_logs, CELLS):
-        cell = f"{rec['week']}/{rec['experiment']}/{rec['engine']}/{rec['gpu']}/{rec['cell']}"
+        cell = "/".join(
+            rec[k]
+            for k in ("week", "experiment", "engine", "gpu", "configuration", "cell")
+        )
         print(
             f"inferlab: {cell} typed {rec['reason']} from Slurm; run again to tabulate it"
         )

@@ -21,7 +21,8 @@ def test_week03_full_matrix_on_four_gpus():
     pre = [c for c in cells if c.experiment == "prefill" and c.gpu == "l40s"]
     assert [c.params["input_len"] for c in pre] == [64, 128, 256, 512, 1024, 2048, 4096]
     assert all(c.params["batch_size"] == 1 and c.params["output_len"] == 1 for c in pre)
-    assert pre[-1].path == "week03/prefill/vllm/l40s/in4096"
+    assert pre[-1].path == "week03/prefill/vllm/l40s/default/in4096"
+    assert {c.configuration for c in cells} == {"default"}  # nothing swept on the server
     assert all(c.engine_args["enable_prefix_caching"] is False for c in cells)
 
 
@@ -52,3 +53,186 @@ def test_cell_id_multi_param_and_float():
 def test_unknown_override_experiment(catalog):
     with pytest.raises(ConfigError, match=r"overrides.week03.decod: unknown experiment"):
         load_preset(catalog, overrides={"week03": {"decod": {"sweep": {"batch_size": [1]}}}})
+
+
+# -- the experiment model: server axes, link, layouts, no silent parameter ------------------------
+
+
+def _week(catalog, name: str, text: str):
+    (catalog / "weeks" / f"{name}.yaml").write_text(text)
+
+
+APC = """
+week: week05
+experiments:
+  apc:
+    tool: bench_serving
+    engines: [vllm]
+    server_sweep: {enable_prefix_caching: [true, false]}
+    sweep: {request_rate: [1, 4, inf]}
+    fixed: {dataset: sharegpt-synthetic, num_prompts: 10}
+    engine_args: {max_model_len: 2048}
+"""
+
+
+def test_server_sweep_gives_one_configuration_per_server_point(catalog):
+    _week(catalog, "week05", APC)
+    cfg = load_preset(catalog, weeks=["week05"], overrides={})
+    cells = matrix.expand(cfg)
+    confs = matrix.configurations(cells)
+    # two engine starts, not one per cell
+    assert sorted(confs) == [("week05", "apc", "vllm", "cpu", "apc"), ("week05", "apc", "vllm", "cpu", "noapc")]
+    on = confs[("week05", "apc", "vllm", "cpu", "apc")]
+    assert [c.cell for c in on] == ["rr1", "rr4", "rrinf"]
+    assert all(c.engine_args == {"max_model_len": 2048, "enable_prefix_caching": True} for c in on)
+    assert on[0].path == "week05/apc/vllm/cpu/apc/rr1"
+    assert on[0].axes == {"enable_prefix_caching": True, "request_rate": 1}
+
+
+def test_link_zips_axes_across_server_and_client(catalog):
+    _week(
+        catalog,
+        "week05",
+        APC.replace(
+            "sweep: {request_rate: [1, 4, inf]}",
+            "sweep: {request_rate: [1, 4]}\n    link: [[enable_prefix_caching, request_rate]]",
+        ),
+    )
+    cells = matrix.expand(load_preset(catalog, weeks=["week05"], overrides={}))
+    assert sorted(cells) == ["week05/apc/vllm/cpu/apc/rr1", "week05/apc/vllm/cpu/noapc/rr4"]
+
+
+def test_link_of_unequal_lengths_is_an_error(catalog):
+    _week(catalog, "week05", APC.replace("fixed:", "link: [[enable_prefix_caching, request_rate]]\n    fixed:"))
+    with pytest.raises(
+        ConfigError, match=r"week05.yaml: experiments.apc.link\[0\]: linked axes have different lengths"
+    ):
+        matrix.expand(load_preset(catalog, weeks=["week05"], overrides={}))
+
+
+def test_labelled_server_values_and_repeats(catalog):
+    _week(
+        catalog,
+        "week11",
+        """
+week: week11
+experiments:
+  spec:
+    tool: vllm_bench_latency
+    engines: [vllm]
+    server_sweep:
+      speculative_config: {none: null, ngram3: {method: ngram, num_speculative_tokens: 3}}
+    sweep: {batch_size: [1]}
+    fixed: {input_len: 32, output_len: 16}
+    repeats: 3
+""",
+    )
+    cells = matrix.expand(load_preset(catalog, weeks=["week11"], overrides={}))
+    assert sorted(cells) == [
+        f"week11/spec/vllm/cpu/{s}/bs1-r{r}" for s in ("specngram3", "specnone") for r in (1, 2, 3)
+    ]
+    c = cells["week11/spec/vllm/cpu/specngram3/bs1-r2"]
+    assert c.engine_args["speculative_config"] == {"method": "ngram", "num_speculative_tokens": 3}
+    assert c.server_axes == {"speculative_config": "ngram3"} and c.repeat == 2
+
+
+@pytest.mark.parametrize(
+    "old, new, key, what",
+    [
+        ("{request_rate:", "{request_rat:", "experiments.apc.sweep.request_rat", "has no parameter 'request_rat'"),
+        ("num_prompts: 10", "num_promptz: 10", "experiments.apc.fixed.num_promptz", "has no parameter 'num_promptz'"),
+        ("{max_model_len:", "{max_model_lenn:", "experiments.apc.engine_args.max_model_lenn", "no server argument"),
+        (
+            "{enable_prefix_caching:",
+            "{enable_prefix_cachin:",
+            "experiments.apc.server_sweep.enable_prefix_cachin",
+            "no server",
+        ),
+    ],
+)
+def test_a_key_nobody_consumes_is_rejected_at_load(catalog, old, new, key, what):
+    assert old in APC
+    _week(catalog, "week05", APC.replace(old, new))
+    with pytest.raises(ConfigError, match=rf"week05.yaml: {key}: .*{what}"):
+        load_preset(catalog, weeks=["week05"], overrides={})
+
+
+@pytest.mark.parametrize(
+    "sweep, where, what",
+    [
+        ("{batch_size: [0, -4]}", r"sweep.batch_size\[0\]", "0 is not allowed for batch_size"),
+        ("{batch_size: [1, 2.5]}", r"sweep.batch_size\[1\]", "2.5 is not allowed"),
+    ],
+)
+def test_values_out_of_range_are_rejected_at_load(catalog, sweep, where, what):
+    f = catalog / "weeks" / "week03.yaml"
+    f.write_text(f.read_text().replace("batch_size: [1, 4, 16, 64, 128, 256, 512]", f"batch_size: {sweep[13:-1]}"))
+    with pytest.raises(ConfigError, match=rf"week03.yaml: experiments.decode.{where}: {what}"):
+        load_preset(catalog, overrides={})
+
+
+def test_prompt_longer_than_max_model_len_is_rejected_before_any_job(catalog):
+    f = catalog / "weeks" / "week03.yaml"
+    f.write_text(f.read_text().replace("input_len: [64, 128,", "input_len: [100000, 128,"))
+    cfg = load_preset(catalog, overrides={})
+    with pytest.raises(
+        ConfigError, match=r"week03.yaml: experiments.prefill .*in100000.*exceeds the engine's max_model_len 8192"
+    ):
+        matrix.expand(cfg)
+
+
+def test_preset_override_typo_names_the_preset(catalog):
+    with pytest.raises(ConfigError, match=r"overrides.week03.decode.fixed.num_iterz: .*has no parameter"):
+        load_preset(catalog, overrides={"week03": {"decode": {"fixed": {"num_iterz": 3}}}})
+
+
+def test_layout_needing_more_gpus_is_typed_skipped_not_run_smaller(catalog):
+    _week(
+        catalog,
+        "week13",
+        """
+week: week13
+experiments:
+  tp:
+    tool: vllm_bench_latency
+    engines: [vllm]
+    server_sweep: {tensor_parallel_size: [1, 2]}
+    sweep: {batch_size: [1]}
+    fixed: {input_len: 32, output_len: 8}
+  pd:
+    tool: bench_serving
+    engines: [vllm]
+    layout: {kind: pd, connector: ExampleConnector}
+    sweep: {request_rate: [1]}
+    fixed: {dataset: sharegpt-synthetic, num_prompts: 4}
+""",
+    )
+    cfg = load_preset(catalog, weeks=["week13"], gpus=["cpu", "h100"], overrides={}, gpu_count={"cpu": 1, "h100": 1})
+    cells = matrix.expand(cfg)
+    assert cells["week13/tp/vllm/cpu/tp1/bs1"].skip is None
+    assert cells["week13/tp/vllm/h100/tp2/bs1"].skip == "needs 2 GPUs (h100 has 1 per job in this preset)"
+    assert cells["week13/tp/vllm/cpu/tp2/bs1"].skip.startswith("needs 2 devices")
+    assert cells["week13/pd/vllm/h100/default/rr1"].skip.startswith("needs 2 GPUs")
+    cfg = load_preset(catalog, weeks=["week13"], gpus=["h100"], overrides={}, gpu_count=8)
+    cells = matrix.expand(cfg)
+    assert cells["week13/tp/vllm/h100/tp2/bs1"].skip is None
+    assert matrix.gpus_needed(cells["week13/tp/vllm/h100/tp2/bs1"].layout, {"tensor_parallel_size": 2}) == 2
+    assert "layout 'pd' has no runner" in cells["week13/pd/vllm/h100/default/rr1"].skip
+
+
+def test_engine_variant_inherits_its_base(catalog):
+    f = catalog / "engines.yaml"
+    f.write_text(
+        f.read_text()
+        + """
+  vllm_lmcache:
+    base: vllm
+    env_vars: {LMCACHE_CHUNK_SIZE: "256"}
+    server_args: [lmcache_chunk_size]
+"""
+    )
+    cfg = load_preset(catalog, overrides={})
+    e = cfg.engine_entry("vllm_lmcache")
+    assert e["adapter"] == "vllm" and "bench_serving" in e["tools"]
+    assert "max_model_len" in e["server_args"] and "lmcache_chunk_size" in e["server_args"]
+    assert e["env_vars"] == {"LMCACHE_CHUNK_SIZE": "256"}

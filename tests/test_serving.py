@@ -173,25 +173,25 @@ def test_telemetry_unavailable_without_nvml(tmp_path):
 
 
 # -- sessions and the cells selection -------------------------------------------------------------------
-def test_sessions_group_by_server_config_and_selection_narrows_one(catalog):
+def test_configurations_group_cells_per_engine_start_and_selection_narrows_one(catalog):
     cfg = load_preset(catalog, gpus=["cpu", "h100"])
     cells = matrix.expand(cfg)
-    full = matrix.sessions(cells)
+    full = matrix.configurations(cells)
     assert {k for k in full if k[0] == "week01"} == {
-        ("week01", "serving", e, g) for e in ("vllm", "sglang") for g in ("cpu", "h100")
+        ("week01", "serving", e, g, "default") for e in ("vllm", "sglang") for g in ("cpu", "h100")
     }
-    assert {k for k in full if k[0] == "week02"} == {("week02", "profile", "vllm", g) for g in ("cpu", "h100")}
-    assert [c.cell for c in full[("week01", "serving", "vllm", "h100")]] == ["rr1", "rr4", "rr10", "rrinf"]
-    cfg2 = load_preset(catalog, gpus=["cpu", "h100"], cells="results/week01/serving/vllm/h100/rr4/cell.json")
+    assert {k[1] for k in full if k[0] == "week02"} == {"offline", "batch_latency", "profile"}
+    assert [c.cell for c in full[("week01", "serving", "vllm", "h100", "default")]] == ["rr1", "rr4", "rr10", "rrinf"]
+    cfg2 = load_preset(catalog, gpus=["cpu", "h100"], cells="results/week01/serving/vllm/h100/default/rr4/cell.json")
     sel = matrix.selection(cfg2, cells)
-    assert sel == {"week01/serving/vllm/h100/rr4"}
-    narrowed = matrix.sessions(cells, sel)
-    assert [c.cell for c in narrowed[("week01", "serving", "vllm", "h100")]] == ["rr4"]
-    assert len(narrowed[("week01", "serving", "vllm", "cpu")]) == 4  # other configurations untouched
+    assert sel == {"week01/serving/vllm/h100/default/rr4"}
+    narrowed = matrix.configurations(cells, sel)
+    assert [c.cell for c in narrowed[("week01", "serving", "vllm", "h100", "default")]] == ["rr4"]
+    assert len(narrowed[("week01", "serving", "vllm", "cpu", "default")]) == 4  # other configurations untouched
 
 
 def test_selection_of_an_unknown_cell_names_the_key(catalog):
-    cfg = load_preset(catalog, cells=["week01/serving/vllm/cpu/rr7"])
+    cfg = load_preset(catalog, cells=["week01/serving/vllm/cpu/default/rr7"])
     with pytest.raises(ConfigError, match=r"cells\[0\].*rr7"):
         matrix.selection(cfg, matrix.expand(cfg))
 

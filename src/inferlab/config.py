@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from . import tools as tools_mod
 from .errors import ConfigError
 
 CATALOGS = ("gpus", "models", "datasets", "engines")
@@ -103,6 +104,29 @@ class Config:
     def gpu(self, gpu_id: str) -> dict:
         return self.gpus[gpu_id]
 
+    def gpu_count(self, gpu_id: str) -> int:
+        """GPUs (devices) of this kind one job may take in this run: the preset's ``gpu_count``
+        (a number, or GPU id -> number), else the catalog's ``per_job``, else 1."""
+        n = self.preset.get("gpu_count")
+        if isinstance(n, dict):
+            n = n.get(gpu_id)
+        return int(n if n is not None else self.gpus[gpu_id].get("per_job", 1))
+
+    def engine_entry(self, engine: str) -> dict:
+        """The catalog entry of an engine or engine variant, with its base's fields inherited
+        (a variant says ``base: vllm`` and adds args, env vars, server args)."""
+        e = self.engines[engine]
+        base = e.get("base")
+        if not base:
+            return e
+        b = self.engine_entry(base)
+        merged = {**b, **{k: v for k, v in e.items() if v not in ([], {}, None)}}
+        merged["args"] = {**b.get("args", {}), **e.get("args", {})}
+        merged["env_vars"] = {**b.get("env_vars", {}), **e.get("env_vars", {})}
+        merged["server_args"] = list(dict.fromkeys(b.get("server_args", []) + e.get("server_args", [])))
+        merged["adapter"] = b.get("adapter") or base
+        return merged
+
 
 def load(preset: dict | str | Path, base_dir: Path | str = ".") -> Config:
     """Load a preset (a path, or the already parsed dict Snakemake holds) and its catalogs."""
@@ -166,25 +190,26 @@ def _check_references(cfg: Config, preset_file) -> None:
                 raise ConfigError(
                     preset_file, f"overrides.{week}.{exp}.fixed.dataset", _unknown("dataset", ds, cfg.datasets)
                 )
+            wexp = cfg.weeks[week]["experiments"][exp]
+            if wexp.get("tool") in tools_mod.TOOLS:
+                engines = ov[exp].get("engines", wexp["engines"])
+                check_parts(cfg, wexp["tool"], engines, ov[exp], preset_file, f"overrides.{week}.{exp}")
     for week, doc in cfg.weeks.items():
         f = cfg.files[week]
         for name, exp in doc["experiments"].items():
             key = f"experiments.{name}"
+            if exp["tool"] not in tools_mod.TOOLS:
+                raise ConfigError(f, f"{key}.tool", _unknown("tool", exp["tool"], tools_mod.TOOLS))
             for i, e in enumerate(exp["engines"]):
                 if e not in cfg.engines:
                     raise ConfigError(f, f"{key}.engines[{i}]", _unknown("engine", e, cfg.engines))
-                if exp["tool"] not in cfg.engines[e]["tools"]:
+                if exp["tool"] not in cfg.engine_entry(e)["tools"]:
                     raise ConfigError(
                         f,
                         f"{key}.tool",
                         f"engine {e!r} has no tool {exp['tool']!r} (config/engines.yaml lists {cfg.engines[e]['tools']})",
                     )
-            if exp["tool"] in ("bench_serving", "vllm_bench_throughput"):
-                ds = exp.get("fixed", {}).get("dataset")
-                if ds is None:
-                    raise ConfigError(f, f"{key}.fixed.dataset", f"a {exp['tool']} experiment names its dataset")
-                if ds not in cfg.datasets:
-                    raise ConfigError(f, f"{key}.fixed.dataset", _unknown("dataset", ds, cfg.datasets))
+            check_experiment(cfg, exp, f, key)
             if exp["gpus"] != "all":
                 for i, g in enumerate(exp["gpus"]):
                     if g not in cfg.gpus:
@@ -194,3 +219,77 @@ def _check_references(cfg: Config, preset_file) -> None:
             both = set(exp["sweep"]) & set(exp.get("fixed", {}))
             if both:
                 raise ConfigError(f, f"{key}.fixed", f"{sorted(both)} also swept in {key}.sweep")
+            both = set(exp.get("server_sweep", {})) & set(exp.get("engine_args", {}))
+            if both:
+                raise ConfigError(f, f"{key}.engine_args", f"{sorted(both)} also swept in {key}.server_sweep")
+            both = set(exp.get("server_sweep", {})) & set(exp["sweep"])
+            if both:
+                raise ConfigError(f, f"{key}.server_sweep", f"{sorted(both)} also swept in {key}.sweep")
+
+
+def check_experiment(cfg: Config, exp: dict, f, key: str) -> None:
+    """Nothing silent: every parameter (swept or fixed) of ``exp`` must be one its tool consumes,
+    with a value the tool's schema allows; every engine argument (fixed or swept on the server) one
+    the engine knows (config/engines.yaml ``server_args``). Required parameters and the dataset are
+    checked on the experiment as the run sees it (``cfg`` overrides applied by the caller)."""
+    check_parts(cfg, exp["tool"], exp["engines"], exp, f, key)
+    tool = tools_mod.get(exp["tool"])
+    if not tool.NEEDS_SERVER and exp.get("warmup_requests"):
+        raise ConfigError(
+            f, f"{key}.warmup_requests", f"tool {exp['tool']!r} runs no server: warm-up requests would be ignored"
+        )
+    present = set(exp["sweep"]) | set(exp.get("fixed", {}))
+    missing = [p for p in tool.REQUIRED if p not in present]
+    if missing:
+        raise ConfigError(f, key, f"tool {exp['tool']!r} needs {missing} in sweep or fixed")
+    if tool.DATASET:
+        ds = exp.get("fixed", {}).get("dataset")
+        if ds is None:
+            raise ConfigError(f, f"{key}.fixed.dataset", f"a {exp['tool']} experiment names its dataset")
+        if ds not in cfg.datasets:
+            raise ConfigError(f, f"{key}.fixed.dataset", _unknown("dataset", ds, cfg.datasets))
+
+
+def check_parts(cfg: Config, tool_name: str, engines: list, doc: dict, file, key: str) -> None:
+    """The keys and values of ``doc``'s sweep / fixed / engine_args / server_sweep (a week file's
+    experiment, or a preset's override of one)."""
+    allowed = tools_mod.get(tool_name).PARAMS
+    for part in ("sweep", "fixed"):
+        for name, values in (doc.get(part) or {}).items():
+            where = f"{key}.{part}.{name}"
+            if name not in allowed:
+                raise ConfigError(
+                    file,
+                    where,
+                    f"tool {tool_name!r} has no parameter {name!r} (it consumes: {', '.join(allowed)}); "
+                    "a parameter nothing reads would silently measure the default",
+                )
+            if part == "fixed":
+                vals = [(where, values)]
+            elif isinstance(values, dict):
+                vals = [(f"{where}.{lab}", v) for lab, v in values.items()]
+            else:
+                vals = [(f"{where}[{i}]", v) for i, v in enumerate(values)]
+            for at, v in vals:
+                errs = list(jsonschema.Draft202012Validator(allowed[name]).iter_errors(v))
+                if errs:
+                    what = allowed[name].get("description", "")
+                    raise ConfigError(file, at, f"{v!r} is not allowed for {name} ({what}): {errs[0].message}")
+    for e in engines:
+        if e not in cfg.engines:
+            continue
+        known = cfg.engine_entry(e).get("server_args", [])
+        for part in ("engine_args", "server_sweep"):
+            for name, values in (doc.get(part) or {}).items():
+                if part == "server_sweep" and name == "model":
+                    for i, m in enumerate(values.values() if isinstance(values, dict) else values):
+                        if m not in cfg.models:
+                            raise ConfigError(file, f"{key}.{part}.model[{i}]", _unknown("model", m, cfg.models))
+                    continue
+                if name not in known:
+                    raise ConfigError(
+                        file,
+                        f"{key}.{part}.{name}",
+                        f"engine {e!r} has no server argument {name!r} (known, config/engines.yaml "
+                        f"server_args: {', '.join(known)})",
+                    )

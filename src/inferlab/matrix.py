@@ -1,8 +1,24 @@
-"""Expand a week's experiments into cells: engine x GPU x the product of the sweep values.
+"""Expand a week's experiments into engine configurations and cells.
 
-A cell is one benchmark run. Its id is a path segment built from its swept parameters in the
-order the week file lists them, with short prefixes (``bs16``, ``in512``, ``rr4``); its full
-address is ``<week>/<experiment>/<engine>/<gpu>/<cell>``, which is also its results folder.
+An experiment has two kinds of axes:
+
+- ``server_sweep``: engine arguments (vLLM's names), or ``model`` (a model variant): every
+  combination is one **engine configuration**, i.e. one engine start; its id is a path segment
+  (``apc``/``noapc`` for booleans, ``mnbt512``, ``default`` when nothing is swept on the server);
+- ``sweep``: the tool's parameters: every combination is one **cell** (one measurement) of each
+  configuration; its id is the familiar ``bs16``, ``in512``, ``rr4`` (``-r2`` appended per repeat
+  when ``repeats`` > 1).
+
+``link`` zips axes instead of crossing them (``[[request_rate, max_concurrency]]``: the i-th values
+go together), as ``vllm bench sweep --link-vars`` does; a link may join a server and a client axis.
+An axis may be given as a list of values or as a mapping label -> value (for values that are not
+scalars, e.g. ``speculative_config: {none: null, ngram3: {...}}``); the label names it in ids.
+
+A cell's full address is ``<week>/<experiment>/<engine>/<gpu>/<configuration>/<cell>``, which is
+also its results folder. A configuration's **layout** says how many GPUs and processes it takes:
+``single`` (one server on tensor x pipeline x data parallel GPUs), ``pd`` (prefill + decode servers),
+``router`` (replicas behind a router); where the preset's GPU has fewer, its cells are typed
+``skipped (needs N GPUs)`` at plan time, never run smaller.
 """
 
 from __future__ import annotations
@@ -12,6 +28,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 
+from . import tools
 from .config import Config
 from .errors import ConfigError
 
@@ -22,8 +39,27 @@ SHORT = {
     "request_rate": "rr",
     "num_prompts": "np",
     "max_concurrency": "mc",
+    # server axes
+    "enable_prefix_caching": "apc",
+    "enable_chunked_prefill": "chunk",
+    "enforce_eager": "eager",
+    "max_num_batched_tokens": "mnbt",
+    "max_num_seqs": "mns",
+    "block_size": "blk",
+    "tensor_parallel_size": "tp",
+    "pipeline_parallel_size": "pp",
+    "data_parallel_size": "dp",
+    "enable_expert_parallel": "ep",
+    "kv_cache_dtype": "kv",
+    "quantization": "q",
+    "speculative_config": "spec",
+    "scheduling_policy": "sched",
+    "model": "m",
 }
 SEGMENT = re.compile(r"^[A-Za-z0-9._+-]+$")
+DEFAULT_CONFIGURATION = "default"
+# server axes that are not engine arguments
+SERVER_META = ("model",)
 
 
 def _fmt(v) -> str:
@@ -32,11 +68,23 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def cell_id(sweep: dict) -> str:
-    cid = "-".join(f"{SHORT.get(k, k)}{_fmt(v)}" for k, v in sweep.items())
+def _part(k: str, label, value) -> str:
+    s = SHORT.get(k, k)
+    if label is None and isinstance(value, bool):
+        return s if value else f"no{s}"
+    return f"{s}{_fmt(value if label is None else label)}"
+
+
+def cell_id(sweep: dict, labels: dict | None = None) -> str:
+    labels = labels or {}
+    cid = "-".join(_part(k, labels.get(k), v) for k, v in sweep.items())
     if not SEGMENT.match(cid):
-        raise ValueError(f"cell id {cid!r} is not a safe path segment")
+        raise ValueError(f"id {cid!r} is not a safe path segment")
     return cid
+
+
+def configuration_id(server_point: dict, labels: dict | None = None) -> str:
+    return cell_id(server_point, labels) if server_point else DEFAULT_CONFIGURATION
 
 
 @dataclass(frozen=True)
@@ -45,17 +93,33 @@ class Cell:
     experiment: str
     engine: str
     gpu: str
+    configuration: str
     cell: str
     tool: str
     model: str
-    params: dict = field(hash=False, compare=False)  # swept + fixed, in order
-    swept: tuple = ()  # names of the swept parameters
-    engine_args: dict = field(default_factory=dict, hash=False, compare=False)
+    params: dict = field(hash=False, compare=False)  # swept + fixed client parameters, in order
+    swept: tuple = ()  # names of the swept client parameters
+    engine_args: dict = field(default_factory=dict, hash=False, compare=False)  # the server's arguments
+    server_axes: dict = field(default_factory=dict, hash=False, compare=False)  # swept server values
+    layout: dict = field(default_factory=dict, hash=False, compare=False)
+    # what a serving session does before each cell: reset_cache (bool), warmup_requests (int)
+    between_cells: dict = field(default_factory=dict, hash=False, compare=False)
     timeout_s: float | None = None
+    repeat: int = 0
+    skip: str | None = None  # set at plan time: why this cell cannot run here
 
     @property
     def path(self) -> str:
-        return f"{self.week}/{self.experiment}/{self.engine}/{self.gpu}/{self.cell}"
+        return f"{self.config_path}/{self.cell}"
+
+    @property
+    def config_path(self) -> str:
+        return f"{self.week}/{self.experiment}/{self.engine}/{self.gpu}/{self.configuration}"
+
+    @property
+    def axes(self) -> dict:
+        """Every swept value (server and client) by axis name: one Parquet column each."""
+        return {**self.server_axes, **{k: self.params[k] for k in self.swept}}
 
     def to_dict(self) -> dict:
         return {
@@ -63,13 +127,19 @@ class Cell:
             "experiment": self.experiment,
             "engine": self.engine,
             "gpu": self.gpu,
+            "configuration": self.configuration,
             "cell": self.cell,
             "tool": self.tool,
             "model": self.model,
             "params": dict(self.params),
             "swept": list(self.swept),
             "engine_args": dict(self.engine_args),
+            "server_axes": dict(self.server_axes),
+            "layout": dict(self.layout),
+            "between_cells": dict(self.between_cells),
             "timeout_s": self.timeout_s,
+            "repeat": self.repeat,
+            "skip": self.skip,
         }
 
 
@@ -77,50 +147,163 @@ def effective_experiment(cfg: Config, week: str, name: str) -> dict:
     """The experiment as this run sees it: the week file's entry with the preset's overrides."""
     exp = copy.deepcopy(cfg.weeks[week]["experiments"][name])
     ov = cfg.preset["overrides"].get(week, {}).get(name, {})
-    for key in ("sweep", "fixed"):
+    for key in ("sweep", "fixed", "server_sweep", "engine_args"):
         if key in ov:
             exp[key] = {**exp.get(key, {}), **ov[key]}
-    for key in ("gpus", "engines"):
+    for key in ("gpus", "engines", "repeats"):
         if key in ov:
             exp[key] = ov[key]
     return exp
 
 
+def _values(axis_values) -> list[tuple]:
+    """[(label or None, value)] of one axis (a list, or a mapping label -> value)."""
+    if isinstance(axis_values, dict):
+        return [(str(k), v) for k, v in axis_values.items()]
+    return [(None, v) for v in axis_values]
+
+
+def points(axes: dict, link: list[list[str]], file=None, key: str = "") -> list[list[tuple]]:
+    """Every point of the axes: linked groups zipped, the rest crossed, in declaration order.
+    A point is [(axis, label, value)] in the axes' order."""
+    names = list(axes)
+    linked = {}
+    for gi, group in enumerate(link or []):
+        for a in group:
+            if a not in axes:
+                raise ConfigError(file, f"{key}.link[{gi}]", f"axis {a!r} is not swept (axes: {names})")
+            if a in linked:
+                raise ConfigError(file, f"{key}.link[{gi}]", f"axis {a!r} is linked twice")
+            linked[a] = gi
+        lens = {a: len(axes[a]) for a in group}
+        if len(set(lens.values())) > 1:
+            raise ConfigError(file, f"{key}.link[{gi}]", f"linked axes have different lengths: {lens}")
+    # factors: one per unlinked axis, one per link group (at the position of its first axis)
+    factors, seen_groups = [], set()
+    for a in names:
+        if a in linked:
+            gi = linked[a]
+            if gi in seen_groups:
+                continue
+            seen_groups.add(gi)
+            group = link[gi]
+            n = len(axes[group[0]])
+            factors.append([[(g, *_values(axes[g])[i]) for g in group] for i in range(n)])
+        else:
+            factors.append([[(a, lab, v)] for lab, v in _values(axes[a])])
+    out = []
+    for combo in itertools.product(*factors):
+        flat = [t for part in combo for t in part]
+        flat.sort(key=lambda t: names.index(t[0]))
+        out.append(flat)
+    return out
+
+
+def gpus_needed(layout: dict, engine_args: dict) -> int:
+    """GPUs one engine configuration takes: tensor x pipeline x data parallel per server, times the
+    servers of the layout."""
+
+    def per_server(args):
+        n = 1
+        for k in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"):
+            v = args.get(k)
+            if isinstance(v, int) and not isinstance(v, bool) and v > 1:
+                n *= v
+        return n
+
+    kind = layout.get("kind", "single")
+    if kind == "pd":
+        return per_server({**engine_args, **layout.get("prefill", {})}) + per_server(
+            {**engine_args, **layout.get("decode", {})}
+        )
+    if kind == "router":
+        return int(layout.get("replicas", 2)) * per_server(engine_args)
+    return per_server(engine_args)
+
+
+LAYOUT_RUNNERS = {"single"}  # layouts this version can start; others are typed skipped
+
+
+def skip_reason(cfg: Config, gpu: str, layout: dict, engine_args: dict) -> str | None:
+    need = gpus_needed(layout, engine_args)
+    have = cfg.gpu_count(gpu)
+    kind = layout.get("kind", "single")
+    if need > have:
+        unit = "devices" if cfg.gpu(gpu).get("kind") == "cpu" else "GPUs"
+        return f"needs {need} {unit} ({gpu} has {have} per job in this preset)"
+    if kind not in LAYOUT_RUNNERS:
+        return f"layout {kind!r} has no runner in this version (runs: {', '.join(sorted(LAYOUT_RUNNERS))})"
+    return None
+
+
 def expand_week(cfg: Config, week: str) -> list[Cell]:
     cells = []
+    file = cfg.files.get(week)
     for name in cfg.weeks[week]["experiments"]:
         exp = effective_experiment(cfg, week, name)
+        key = f"experiments.{name}"
         gpus = cfg.preset["gpus"] if exp.get("gpus", "all") == "all" else exp["gpus"]
         # an experiment names GPUs; the run covers only the preset's (a cluster run may lack some)
         gpus = [g for g in gpus if g in cfg.preset["gpus"]]
         sweep = exp["sweep"]
+        server_sweep = exp.get("server_sweep", {})
         fixed = exp.get("fixed", {})
-        names = list(sweep)
+        layout = dict(exp.get("layout") or {"kind": "single"})
+        repeats = int(exp.get("repeats", 1))
+        axes = {**server_sweep, **sweep}
+        pts = points(axes, exp.get("link", []), file, key)
         for e in exp["engines"]:
             for g in gpus:
-                for values in itertools.product(*(sweep[k] for k in names)):
-                    point = dict(zip(names, values, strict=False))
-                    cells.append(
-                        Cell(
+                for pt in pts:
+                    server_point = {a: v for a, _, v in pt if a in server_sweep}
+                    server_labels = {a: lab for a, lab, _ in pt if a in server_sweep and lab is not None}
+                    client_point = {a: v for a, _, v in pt if a in sweep}
+                    client_labels = {a: lab for a, lab, _ in pt if a in sweep and lab is not None}
+                    args = {**exp.get("engine_args", {})}
+                    args.update({k: v for k, v in server_point.items() if k not in SERVER_META})
+                    model = server_point.get("model", exp.get("model", cfg.model_id))
+                    conf = configuration_id(server_point, server_labels)
+                    base_id = cell_id(client_point, client_labels)
+                    full_args = {**cfg.preset["engines"].get(e, {}).get("args", {}), **args}
+                    tools.get(exp["tool"]).check(
+                        {**client_point, **fixed}, full_args, file, f"{key} (cell {conf}/{base_id} on {g})"
+                    )
+                    for r in range(repeats):
+                        c = Cell(
                             week=week,
                             experiment=name,
                             engine=e,
                             gpu=g,
-                            cell=cell_id(point),
+                            configuration=conf,
+                            cell=base_id if repeats == 1 else f"{base_id}-r{r + 1}",
                             tool=exp["tool"],
-                            model=exp.get("model", cfg.model_id),
-                            params={**point, **fixed},
-                            swept=tuple(names),
-                            engine_args=dict(exp.get("engine_args", {})),
+                            model=model,
+                            params={**client_point, **fixed},
+                            swept=tuple(client_point),
+                            engine_args=args,
+                            server_axes={
+                                k: (server_labels.get(k, v) if not _scalar(v) else v) for k, v in server_point.items()
+                            },
+                            layout=layout,
+                            between_cells={
+                                "reset_cache": exp.get("reset_cache_between_cells", True),
+                                "warmup_requests": exp.get("warmup_requests", 0),
+                            },
                             timeout_s=exp.get("timeout_s", cfg.preset["cell_timeout_s"]),
+                            repeat=r + 1 if repeats > 1 else 0,
+                            skip=skip_reason(cfg, g, layout, full_args),
                         )
-                    )
+                        cells.append(c)
     seen = {}
     for c in cells:
         if c.path in seen:
-            raise ConfigError(cfg.files[week], f"experiments.{c.experiment}", f"duplicate cell {c.path}")
+            raise ConfigError(file, f"experiments.{c.experiment}", f"duplicate cell {c.path}")
         seen[c.path] = c
     return cells
+
+
+def _scalar(v) -> bool:
+    return v is None or isinstance(v, (bool, int, float, str))
 
 
 def expand(cfg: Config) -> dict[str, Cell]:
@@ -130,9 +313,6 @@ def expand(cfg: Config) -> dict[str, Cell]:
         for c in expand_week(cfg, week):
             out[c.path] = c
     return out
-
-
-SERVING_TOOLS = ("bench_serving",)
 
 
 def selection(cfg: Config, cells: dict[str, Cell]) -> set[str]:
@@ -153,19 +333,19 @@ def selection(cfg: Config, cells: dict[str, Cell]) -> set[str]:
             raise ConfigError(
                 cfg.files["preset"],
                 f"cells[{i}]",
-                f"{path!r} is not a cell of this run (week/experiment/engine/gpu/cell)",
+                f"{path!r} is not a cell of this run (week/experiment/engine/gpu/configuration/cell)",
             )
         out.add(path)
     return out
 
 
-def sessions(cells: dict[str, Cell], selected: set[str] = frozenset()) -> dict[tuple, list[Cell]]:
-    """Serving cells grouped by server configuration (week, experiment, engine, gpu), in sweep
-    order. Where ``selected`` names cells of a configuration, its session holds only those."""
+def configurations(cells: dict[str, Cell], selected: set[str] = frozenset()) -> dict[tuple, list[Cell]]:
+    """Cells grouped by engine configuration (week, experiment, engine, gpu, configuration), in sweep
+    order: each group is one job with one engine start. Where ``selected`` names cells of a
+    configuration, its job holds only those."""
     out: dict[tuple, list[Cell]] = {}
     for c in cells.values():
-        if c.tool in SERVING_TOOLS:
-            out.setdefault((c.week, c.experiment, c.engine, c.gpu), []).append(c)
+        out.setdefault((c.week, c.experiment, c.engine, c.gpu, c.configuration), []).append(c)
     for key, cs in out.items():
         picked = [c for c in cs if c.path in selected]
         if picked:

@@ -17,7 +17,8 @@ import pandas as pd
 from . import engines as engines_mod
 from .engines import serving as serving_mod
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# v3: + columns configuration, repeat, measured_by; swept server arguments as param_<name> columns.
 # v1: Week 3 (vllm bench latency). v2: + columns client, server_port, telemetry; serving, offline
 # throughput, NVML telemetry and kernel-time-share metrics. v1 files read as v2 with the new columns null.
 
@@ -29,7 +30,9 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "engine": ("string", "serving engine id (vllm, sglang)"),
     "gpu": ("string", "accelerator id from config/gpus.yaml"),
     "model": ("string", "model id from config/models.yaml"),
+    "configuration": ("string", "engine configuration id (swept server arguments), e.g. apc-mnbt512; default"),
     "cell": ("string", "cell id (swept parameters), e.g. bs16"),
+    "repeat": ("int64", "trial number (1..repeats) when the experiment repeats its cells; 0 otherwise"),
     "tool": ("string", "benchmark tool, e.g. vllm_bench_latency"),
     "metric": ("string", "metric name, e.g. latency_avg"),
     "value": ("float64", "the measurement; null when status != ok or when invalid"),
@@ -58,6 +61,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "server_port": ("string", "port the cell's server was started on (probed free)"),
     "telemetry": ("string", "ok | unavailable: <why> (NVML GPU telemetry of the cell)"),
     "command": ("string", "the exact command line"),
+    "measured_by": ("string", "driver (one engine start per configuration) | cli (one per cell) | server"),
 }
 
 
@@ -68,6 +72,11 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
     base = {
         "schema_version": SCHEMA_VERSION,
         **{k: record[k] for k in ("week", "experiment", "engine", "gpu", "model", "cell", "tool")},
+        "configuration": record.get("configuration", "default"),
+        "repeat": record.get("repeat", 0),
+        "measured_by": record.get("measured_by")
+        or prov.get("measured_by")
+        or ("server" if prov.get("client") else "cli"),
         "status": record["status"],
         "reason": record.get("reason"),
         "detail": record.get("detail"),
@@ -120,8 +129,10 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
         rows.append({**base, **m, "raw_value": m.get("value"), "valid": True, "invalid_reason": None})
     # built column by column with the schema's dtypes (one cast per column, not one per cell)
     data = {c: pd.array([r.get(c) for r in rows], dtype=dt) for c, (dt, _) in COLUMNS.items()}
-    for k in sorted(record["params"]):
-        data[f"param_{k}"] = [record["params"][k]] * len(rows)
+    # one column per parameter and per swept server argument (an axis of the experiment)
+    axes = {**record["params"], **record.get("server_axes", {})}
+    for k in sorted(axes):
+        data[f"param_{k}"] = [axes[k]] * len(rows)
     return pd.DataFrame(data)
 
 
@@ -149,7 +160,7 @@ def schema_markdown() -> str:
     lines = [
         f"# Normalized metrics schema (version {SCHEMA_VERSION})",
         "",
-        "Stage 3 writes one Parquet file per cell (`results/<week>/<experiment>/<engine>/<gpu>/<cell>/"
+        "Stage 3 writes one Parquet file per cell (`results/<week>/<experiment>/<engine>/<gpu>/<configuration>/<cell>/"
         "metrics.parquet`), one row per metric. Generated from `inferlab.records.COLUMNS`; "
         "`tests/test_records.py` fails if this file is out of date.",
         "",
@@ -159,7 +170,7 @@ def schema_markdown() -> str:
     for c, (t, m) in COLUMNS.items():
         lines.append(f"| `{c}` | {t} | {m} |")
     lines += [
-        "| `param_<name>` | as configured | every parameter of the cell (swept and fixed) |",
+        "| `param_<name>` | as configured | every parameter of the cell (swept and fixed) and every swept server argument |",
         "",
         "## Metric definitions",
         "",
@@ -191,6 +202,9 @@ def schema_markdown() -> str:
         "- v1: Week 3 (`vllm bench latency`).",
         "- v2: + columns `client`, `server_port`, `telemetry`; serving, offline-throughput, telemetry and",
         "  kernel-time-share metrics. v1 files read as v2 with the new columns null.",
+        "- v3: + columns `configuration` (engine configuration id: the swept server arguments, `default`",
+        "  when none), `repeat`, `measured_by`; swept server arguments become `param_<name>` columns like",
+        "  the tool's parameters (one column per axis). Older files read with `configuration` null.",
         "",
         "## Status and validity",
         "",

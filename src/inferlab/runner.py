@@ -39,6 +39,8 @@ REASONS = (
     "engine_unavailable",
     "injected",
     "server_died",
+    "resources",
+    "unsupported",
 )
 TAIL_LINES = 40
 
@@ -81,8 +83,12 @@ def new_record(cell: dict, **extra) -> dict:
     return {
         "schema_version": 1,
         **{k: cell[k] for k in ("week", "experiment", "engine", "gpu", "cell", "tool", "model")},
+        "configuration": cell.get("configuration", "default"),
         "params": cell["params"],
+        "swept": cell.get("swept", []),
         "engine_args": cell.get("engine_args", {}),
+        "server_axes": cell.get("server_axes", {}),
+        "repeat": cell.get("repeat", 0),
         "status": None,
         "reason": None,
         "detail": None,

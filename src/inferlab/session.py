@@ -98,9 +98,18 @@ def run_session(
     ready_timeout_s: float = 900,
     cell_timeout_s: float | None = None,
     faults: dict | None = None,
+    reset_cache: bool = True,
+    warmup_requests: int = 0,
 ) -> dict:
     """Start the server once, run ``cells`` in order against it, tear it down; write every
-    cell's ``cell.json`` and ``session_dir/session.json`` (timings: start-up, measuring, teardown)."""
+    cell's ``cell.json`` and ``session_dir/session.json`` (timings: start-up, measuring, teardown).
+
+    Between cells the server's prefix cache is emptied (``reset_cache``; the engine catalog's
+    ``reset_cache_path``, e.g. vLLM's ``/reset_prefix_cache``, served only with
+    ``VLLM_SERVER_DEV_MODE=1``, which the session then sets), so no cell measures the previous
+    one's cache hits; a failed reset is recorded in the cell's record, never ignored. The client
+    sends ``warmup_requests`` requests before measuring (``--num-warmups`` / ``--warmup-requests``),
+    excluded from its numbers."""
     sdir = Path(session_dir).absolute()
     sdir.mkdir(parents=True, exist_ok=True)
     _archive(sdir, (SESSION, SERVER_LOG, TELEMETRY))
@@ -153,6 +162,9 @@ def run_session(
         profiling = any(c.cell["params"].get("profile") for c in todo)
         prof_dir = sdir / PROFILE_DIR
         env = engine.environ(sdir)
+        reset_path = engine.catalog.get("reset_cache_path") if reset_cache else None
+        if reset_path:
+            env.update(engine.catalog.get("reset_cache_env", {}))
         args = dict(server_args)
         if profiling:
             # the server writes a PyTorch profiler trace between the client's start/stop calls
@@ -197,7 +209,19 @@ def run_session(
                     log_tail(sdir / SERVER_LOG),
                 )
                 continue
-            _run_one(c, engine, server, model_path, dataset_path, cell_timeout_s, sampler, faults.get(c.cell["cell"]))
+            if reset_path:
+                c.record["cache_reset"] = reset_cache_of(server.base_url, reset_path)
+            _run_one(
+                c,
+                engine,
+                server,
+                model_path,
+                dataset_path,
+                cell_timeout_s,
+                sampler,
+                faults.get(c.cell["cell"]),
+                warmup_requests,
+            )
             if c.cell["params"].get("profile") and c.record["status"] == "ok":
                 _profile(c, prof_dir)
             session["cells_s"][c.cell["cell"]] = c.record["wall_s"]
@@ -226,10 +250,29 @@ def run_session(
     return _write_session(sdir, session, t_start, status="done")
 
 
-def _run_one(c: _Cell, engine, server: Server, model_path, dataset_path, timeout_s, sampler, fault) -> None:
+def reset_cache_of(base_url: str, path: str, timeout_s: float = 30.0) -> dict:
+    """POST the engine's prefix-cache reset; returns what happened (kept in the cell's record)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(base_url + path, data=b"", method="POST")
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            status = r.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    except (urllib.error.URLError, OSError) as e:
+        return {"path": path, "ok": False, "detail": f"{e.__class__.__name__}: {e}"}
+    return {"path": path, "ok": 200 <= status < 300, "http_status": status, "s": round(time.monotonic() - t0, 3)}
+
+
+def _run_one(
+    c: _Cell, engine, server: Server, model_path, dataset_path, timeout_s, sampler, fault, warmups: int = 0
+) -> None:
     raw = c.dir / RAW
     clog = c.dir / CLIENT_LOG
-    cmd = engine.client_command(server.base_url, model_path, c.cell["params"], dataset_path, raw)
+    cmd = engine.client_command(server.base_url, model_path, c.cell["params"], dataset_path, raw, warmups=warmups)
     c.record["provenance"]["command"] = cmd
     c.record["injected_fault"] = fault
     c.begin()

@@ -33,10 +33,16 @@ def from_setup(name: str, setup: dict, catalog: dict, compile_cache=None, base_d
     if setup.get("client_env"):
         ce = setup["client_env"]
         kw["client_env"] = ce if Path(ce).is_absolute() else str(Path(base_dir) / ce)
-    return get(name)(env, catalog, setup.get("args", {}), setup.get("env_vars", {}), compile_cache, **kw)
+    # an engine variant (catalog `base:`) runs its base's adapter with its own args and env vars
+    adapter = get(catalog.get("adapter") or name)
+    args = {**setup.get("args", {}), **catalog.get("args", {})}
+    env_vars = {**setup.get("env_vars", {}), **catalog.get("env_vars", {})}
+    eng = adapter(env, catalog, args, env_vars, compile_cache, **kw)
+    eng.name = name
+    return eng
 
 
 def from_config(cfg, name: str, base_dir=".") -> Engine:
     """The adapter for engine ``name`` as the run's preset sets it up."""
-    setup = cfg.preset["engines"].get(name, {})
-    return from_setup(name, setup, cfg.engines[name], cfg.preset.get("compile_cache"), base_dir)
+    setup = cfg.preset["engines"].get(name) or cfg.preset["engines"].get(cfg.engine_entry(name).get("adapter"), {})
+    return from_setup(name, setup, cfg.engine_entry(name), cfg.preset.get("compile_cache"), base_dir)

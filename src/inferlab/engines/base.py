@@ -126,6 +126,13 @@ class Engine:
         return env
 
     # -- offline tools (one process: engine + benchmark) ------------------------------------------
+    #: in-process drivers this engine has (tool DRIVER name -> module run in the engine's env)
+    drivers: dict = {}
+
+    def driver_module(self, driver: str) -> str | None:
+        """The module that runs several offline cells against one engine start, if any."""
+        return self.drivers.get(driver)
+
     def command(
         self, tool: str, model_path: str, params: dict, engine_args: dict, out_json: Path, dataset_path=None
     ) -> list[str]:
@@ -147,9 +154,10 @@ class Engine:
         return dict(server_args)
 
     def client_command(
-        self, base_url: str, model_path: str, params: dict, dataset_path: str, out_file: Path
+        self, base_url: str, model_path: str, params: dict, dataset_path: str, out_file: Path, warmups: int = 0
     ) -> list[str]:
-        """The load client's command line for one cell (request rate, prompts...)."""
+        """The load client's command line for one cell (request rate, prompts...), ``warmups``
+        requests sent first and excluded from its numbers."""
         raise NotImplementedError
 
     def profile_server_args(self, folder: Path) -> dict:

@@ -29,9 +29,10 @@ ARG_MAP = {
     "tensor_parallel_size": "tp_size",
     "dtype": "dtype",
     "seed": "random_seed",
+    "enforce_eager": "disable_cuda_graph",  # eager = no CUDA graphs
 }
 # vLLM-only switches with no SGLang counterpart (ignored, not passed)
-IGNORED = {"enforce_eager", "disable_log_requests"}
+IGNORED = {"disable_log_requests"}
 CLIENT = Path(__file__).parents[1] / "clients" / "sglang_bench.py"
 
 
@@ -69,7 +70,7 @@ class SGLang(Engine):
             str(port),
         ] + engine_args_to_cli(merged)
 
-    def client_command(self, base_url, model_path, params, dataset_path, out_file):
+    def client_command(self, base_url, model_path, params, dataset_path, out_file, warmups: int = 0):
         p = params
         py = str((self.client_env / "bin" / "python").absolute()) if self.client_env else "python"
         cmd = [
@@ -99,6 +100,8 @@ class SGLang(Engine):
         ]
         if p.get("max_concurrency"):
             cmd += ["--max-concurrency", str(p["max_concurrency"])]
+        # its default is 1 warm-up request; say how many, so both engines' clients do the same
+        cmd += ["--warmup-requests", str(warmups)]
         return cmd
 
     def client_environ(self):

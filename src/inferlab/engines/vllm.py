@@ -27,6 +27,7 @@ DEF_PER_TOKEN = "latency_avg / output_len: per-output-token latency including th
 class VLLM(Engine):
     name = "vllm"
     serving_client = "vllm bench serve"
+    drivers = {"vllm_offline": "inferlab.drivers.vllm_offline"}
 
     # -- serving -------------------------------------------------------------------------------
     def serve_command(self, model_path, host, port, server_args):
@@ -54,7 +55,7 @@ class VLLM(Engine):
     def profile_env(self, folder):
         return {"VLLM_TORCH_PROFILER_DIR": str(folder)}  # the variable older vLLM releases read
 
-    def client_command(self, base_url, model_path, params, dataset_path, out_file):
+    def client_command(self, base_url, model_path, params, dataset_path, out_file, warmups: int = 0):
         p = params
         out_file = Path(out_file)
         cmd = [
@@ -97,6 +98,8 @@ class VLLM(Engine):
             cmd += ["--max-concurrency", str(p["max_concurrency"])]
         if p.get("profile"):
             cmd.append("--profile")
+        if warmups:
+            cmd += ["--num-warmups", str(warmups)]
         return cmd
 
     def command(self, tool, model_path, params, engine_args, out_json, dataset_path=None):
