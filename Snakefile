@@ -3,15 +3,18 @@
 # Path scheme (every output is self-describing; logs mirror outputs under logs/):
 #   <cache>/models/{built,hub}/<model>/                      stage 1: a model, built or downloaded
 #   <cache>/datasets/[built/]<dataset>/<file>                stage 1: a dataset, sha256-verified or built
-#   results/<week>/<experiment>/<engine>/<gpu>/<cell>/cell.json        stage 2: typed cell record
-#                                          .../raw.json, engine.log    stage 2: raw output, kept
-#                                          .../metrics.parquet         stage 3: normalized rows
-#   results/<week>/<experiment>/<engine>/<gpu>/_server/{session.json,server.log,telemetry.csv}
-#                                          a serving session: one server for the configuration's cells;
-#                                          a serving cell keeps raw.json + client.log, no engine.log
+#   results/<week>/<experiment>/<engine>/<gpu>/<configuration>/<cell>/cell.json   stage 2: typed record
+#                                          .../raw.json [, client.log]   stage 2: raw output, kept
+#                                          .../metrics.parquet           stage 3: normalized rows
+#   results/<week>/<experiment>/<engine>/<gpu>/<configuration>/_engine/
+#       configuration.json (timings), engine.log | server.log, driver-spec.json, progress.jsonl,
+#       session.json, telemetry.csv        one job and one engine start for the configuration's cells
 #   results/<week>/{<week>.parquet,report.md,tables/,figures/}         stage 4: the course's tables
 #   logs/<same path>/<rule>.log
-# A cell id is its swept parameters (bs16, in512, ...). Ask for one cell's path to (re)run it alone.
+# <configuration> names the swept server arguments (apc / noapc, mnbt512, tp2; "default" when the
+# experiment sweeps nothing on the server); <cell> names the swept tool parameters (bs16, in512,
+# rr4; -r2 per repeat). One job per configuration: measure_<week>_<experiment>_<engine>_<gpu>_<configuration>.
+# Rerun one cell alone: --config cells=<week>/<experiment>/<engine>/<gpu>/<configuration>/<cell>.
 from snakemake.utils import min_version
 
 min_version("9.0")

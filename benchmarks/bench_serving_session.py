@@ -54,11 +54,11 @@ def run_week01(work: Path) -> Path:
 
 
 def report(results: Path, gpu: str) -> None:
-    sdir = results / "week01" / "serving" / "vllm" / gpu / "_server"
+    sdir = results / "week01" / "serving" / "vllm" / gpu / "default" / "_engine"
     s = json.loads((sdir / "session.json").read_text())
     durations = {}
     for c in s["cells"]:
-        raw = results / "week01" / "serving" / "vllm" / gpu / c / "raw.json"
+        raw = results / "week01" / "serving" / "vllm" / gpu / "default" / c / "raw.json"
         durations[c] = json.loads(raw.read_text())["duration"] if raw.exists() else 0.0
     wall = s["wall_s"]
     cells = sum(v for v in s["cells_s"].values() if v)

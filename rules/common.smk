@@ -1,6 +1,5 @@
 # Helpers shared by the rules. The logic lives in the inferlab package (src/inferlab).
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def gpu_model(gpu):
 
 def configuration_name(key):
     """Rule name of an engine configuration's job: measure_<week>_<experiment>_<engine>_<gpu>_<id>."""
-    return "measure_" + "_".join(re.sub(r"[^A-Za-z0-9_]", "_", k) for k in key)
+    return il_matrix.job_name(key)
 
 
 def configuration_dir(key):

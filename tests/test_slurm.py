@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slurm
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 ENGINE_ENV = Path(os.environ.get("INFERLAB_VLLM_ENV", ROOT / ".venv-vllm"))
 GPUS = ["h200", "h100", "a100", "l40s"]
-CI_RESOURCES = ["--slurm-no-account", "--set-resources", "bench_cell:mem_mb=3000", "bench_cell:cpus_per_task=2"]
+CI_RESOURCES = ["--slurm-no-account"]
 
 
 def slurm_up() -> bool:
@@ -44,6 +44,7 @@ def write_preset(work: Path, fault=None):
     p = yaml.safe_load((ROOT / "config" / "slurm-ci.yaml").read_text())
     p["catalog"] = str(ROOT / "config")
     p["engines"]["vllm"]["env"] = str(ENGINE_ENV)
+    p["serving_job"] = {"cpus": 2, "mem_mb": 3000}  # host resources of each configuration job
     if fault:
         p["inject_fault"] = fault
     (work / "preset.yaml").write_text(yaml.safe_dump(p))
@@ -90,7 +91,7 @@ def run(cluster, tmp_path_factory):
 def test_every_cell_ran_as_a_slurm_job_on_its_partition(run):
     work, secs = run
     res = work / "results" / "week03"
-    cells = sorted(res.glob("*/vllm/*/*/cell.json"))
+    cells = sorted(res.glob("*/vllm/*/*/*/cell.json"))
     assert len(cells) == 2 * len(GPUS)
     for path in cells:
         rec = json.loads(path.read_text())
@@ -99,12 +100,12 @@ def test_every_cell_ran_as_a_slurm_job_on_its_partition(run):
         info = job_info(slurm["SLURM_JOB_ID"])
         assert info["partition"] == rec["gpu"] == slurm["SLURM_JOB_PARTITION"]
         assert info["state"] == "COMPLETED"
-        assert f"{rec['experiment']}_vllm_{rec['gpu']}_{rec['cell']}" in info["comment"]
+        # one job per engine configuration, named after it
+        name = f"measure_week03_{rec['experiment']}_vllm_{rec['gpu']}_default"
+        assert name in info["comment"]
         # the plugin's per-job Slurm log is kept under the profile's slurm-logdir
-        log = (
-            work / "logs" / "slurm" / "rule_bench_cell" / f"week03_{rec['experiment']}_vllm_{rec['gpu']}_{rec['cell']}"
-        )
-        assert (log / f"{slurm['SLURM_JOB_ID']}.log").exists()
+        logs = list((work / "logs" / "slurm" / f"rule_{name}").rglob(f"{slurm['SLURM_JOB_ID']}*.log"))
+        assert logs, sorted((work / "logs" / "slurm").rglob("*.log"))
     table = pd.read_csv(res / "tables" / "decode_per_token.csv")
     assert table["GPU"].tolist() == GPUS
     assert all(float(v) > 0 for v in table["bs=1"])
@@ -112,7 +113,7 @@ def test_every_cell_ran_as_a_slurm_job_on_its_partition(run):
 
 def test_injected_failure_is_typed_and_rerun_alone(run):
     work, _ = run
-    target = "week03/decode/vllm/h100/bs1"
+    target = "week03/decode/vllm/h100/default/bs1"
     write_preset(work, fault={target: "crash"})
     r, _ = smk(work, "week03_all")
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
@@ -149,7 +150,7 @@ def test_injected_failure_is_typed_and_rerun_alone(run):
 
     # the cause is fixed (fault removed); the printed command reruns that cell only, on h100
     write_preset(work)
-    before = {p: p.stat().st_mtime for p in (work / "results" / "week03").glob("*/vllm/*/*/cell.json")}
+    before = {p: p.stat().st_mtime for p in (work / "results" / "week03").glob("*/vllm/*/*/*/cell.json")}
     cmd[0] = str(SNAKEMAKE)
     # as a user would, from the repository (the profile's paths are relative to it), on this workdir
     r = subprocess.run(
@@ -175,7 +176,7 @@ def test_job_killed_by_slurm_is_typed_from_slurm(run):
     the run ends in error with the other cells done, the cell is typed from Slurm's own state, and the
     next run tabulates it as CANCELLED without re-measuring anything."""
     work, _ = run
-    target = "week03/prefill/vllm/l40s/in64"
+    target = "week03/prefill/vllm/l40s/default/in64"
     write_preset(work, fault={target: "hang"})
     cmd = [
         str(SNAKEMAKE),
@@ -196,7 +197,7 @@ def test_job_killed_by_slurm_is_typed_from_slurm(run):
     job = None
     for _ in range(120):
         out = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i %k"], capture_output=True, text=True).stdout
-        hits = [line.split()[0] for line in out.splitlines() if "prefill_vllm_l40s_in64" in line]
+        hits = [line.split()[0] for line in out.splitlines() if "measure_week03_prefill_vllm_l40s_default" in line]
         if hits:
             job = hits[0]
             break
@@ -213,7 +214,7 @@ def test_job_killed_by_slurm_is_typed_from_slurm(run):
     assert f"Slurm job {job} ended CANCELLED" in rec["detail"]
     r, _ = smk(work, "week03_all", extra=["--retries", "0"])
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    assert "rule bench_cell" not in r.stdout + r.stderr  # nothing re-measured
+    assert "rule measure_" not in r.stdout + r.stderr  # nothing re-measured
     table = pd.read_csv(work / "results" / "week03" / "tables" / "prefill_latency.csv").set_index("GPU")
     assert table.loc["l40s", "L=64"] == "CANCELLED"
     assert float(table.loc["h100", "L=64"]) > 0
@@ -243,13 +244,13 @@ def test_serving_session_runs_as_one_slurm_job_on_its_partition(cluster, tmp_pat
     res = tmp_path / "results" / "week01" / "serving"
     jobs = set()
     for c in ("rr4", "rrinf"):
-        rec = json.loads((res / "vllm" / "h100" / c / "cell.json").read_text())
+        rec = json.loads((res / "vllm" / "h100" / "default" / c / "cell.json").read_text())
         assert rec["status"] == "ok", rec["log_tail"]
         slurm = rec["provenance"]["slurm"]
         assert job_info(slurm["SLURM_JOB_ID"])["partition"] == "h100" == slurm["SLURM_JOB_PARTITION"]
         jobs.add(slurm["SLURM_JOB_ID"])
-        skipped = json.loads((res / "sglang" / "h100" / c / "cell.json").read_text())
+        skipped = json.loads((res / "sglang" / "h100" / "default" / c / "cell.json").read_text())
         assert (skipped["status"], skipped["reason"]) == ("skipped", "engine_unavailable")
     assert len(jobs) == 1  # both rates in one job, one server start
-    sess = json.loads((res / "vllm" / "h100" / "_server" / "session.json").read_text())
+    sess = json.loads((res / "vllm" / "h100" / "default" / "_engine" / "session.json").read_text())
     assert sess["cells"] == ["rr4", "rrinf"] and sess["teardown"]["group_gone"] is True

@@ -19,8 +19,8 @@ from test_workflow import ENGINE_ENV, job_counts, smk
 from inferlab import download, engines, session
 
 pytestmark = pytest.mark.engine
-VLLM = "week01/serving/vllm/cpu"
-SGL = "week01/serving/sglang/cpu"
+VLLM = "week01/serving/vllm/cpu/default"
+SGL = "week01/serving/sglang/cpu/default"
 
 
 def preset(work: Path, fault=None) -> None:
@@ -69,13 +69,13 @@ def rec(w, cell):
 
 def test_killed_server_types_that_cell_and_the_later_ones(killed):
     w, out = killed
-    assert job_counts(out)["serve_engine_week01_serving_vllm_cpu"] == 1  # one server job for both rates
+    assert job_counts(out)["measure_week01_serving_vllm_cpu_default"] == 1  # one server job for both rates
     r4, rinf = rec(w, f"{VLLM}/rr4"), rec(w, f"{VLLM}/rrinf")
     assert (r4["status"], r4["reason"]) == ("failed", "server_died")
     assert "during this cell" in r4["detail"] and r4["injected_fault"] == "kill_server"
     assert (rinf["status"], rinf["reason"]) == ("failed", "server_died")
     assert "not measured" in rinf["detail"] and "rr4" in rinf["detail"]
-    sess = json.loads((w / "results" / VLLM / "_server" / "session.json").read_text())
+    sess = json.loads((w / "results" / VLLM / "_engine" / "session.json").read_text())
     assert sess["teardown"]["group_gone"] is True
     assert processes_with(f"--port {sess['port']}") == []  # nothing left behind
     for c in ("rr4", "rrinf"):
@@ -100,13 +100,13 @@ def test_rerunning_the_failed_cell_measures_it_alone(killed):
     preset(w)  # the fault is gone; the cell is asked for by its path
     out, _ = smk(w, "week01_all", "--config", f"cells={VLLM}/rr4", "--forcerun", f"results/{VLLM}/rr4/cell.json")
     counts = job_counts(out)
-    assert counts["serve_engine_week01_serving_vllm_cpu"] == 1 and counts["extract_metrics"] == 1, out
+    assert counts["measure_week01_serving_vllm_cpu_default"] == 1 and counts["extract_metrics"] == 1, out
     r4 = rec(w, f"{VLLM}/rr4")
     assert r4["status"] == "ok", r4["log_tail"]
     assert (w / "results" / VLLM / "rrinf" / "cell.json").read_bytes() == before  # sibling untouched
     assert list((w / "results" / VLLM / "rr4" / "attempts").iterdir())  # the failed attempt is kept
-    sess = json.loads((w / "results" / VLLM / "_server" / "session.json").read_text())
-    assert sess["cells"] == ["rr4"] and list((w / "results" / VLLM / "_server" / "attempts").iterdir())
+    sess = json.loads((w / "results" / VLLM / "_engine" / "session.json").read_text())
+    assert sess["cells"] == ["rr4"] and list((w / "results" / VLLM / "_engine" / "attempts").iterdir())
     t = pd.read_csv(w / "results" / "week01" / "tables" / "rate_sweep_vllm.csv", dtype=str)
     assert float(t.loc[0, "TTFT p50 (ms)"]) > 0 and t.loc[1, "TTFT p50 (ms)"] == "FAILED (server_died)"
     df = pd.read_parquet(w / "results" / "week01" / "week01.parquet")
@@ -152,7 +152,7 @@ def test_two_sessions_at_once_take_different_ports(tmp_path, tiny):
             eng,
             str(model),
             str(data),
-            tmp_path / f"s{i}" / "_server",
+            tmp_path / f"s{i}" / "_engine",
             {"max_model_len": 2048},
             ROOT,
             ready_timeout_s=600,

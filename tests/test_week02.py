@@ -43,13 +43,15 @@ def work(tmp_path_factory):
 
 def test_offline_and_batch_tables(work):
     res = work / "results" / "week02"
-    raw = json.loads((res / "offline/vllm/cpu/np30/raw.json").read_text())
+    raw = json.loads((res / "offline/vllm/cpu/default/np30/raw.json").read_text())
     t = pd.read_csv(res / "tables" / "offline_throughput.csv", dtype=str)
     assert float(t.loc[0, "Throughput (tok/s, prompt + generated)"].replace(",", "")) == pytest.approx(
         raw["tokens_per_second"], abs=1
     )
-    rec = json.loads((res / "offline/vllm/cpu/np30/cell.json").read_text())
-    assert "--dataset-path" in rec["provenance"]["command"] and rec["telemetry"]["telemetry"].startswith("unavailable")
+    rec = json.loads((res / "offline/vllm/cpu/default/np30/cell.json").read_text())
+    assert rec["measured_by"] == "driver" and rec["telemetry"]["telemetry"].startswith("unavailable")
+    spec = json.loads((res / "offline/vllm/cpu/default/_engine/driver-spec.json").read_text())
+    assert spec["cells"][0]["dataset_path"].endswith(".json") and spec["cells"][0]["params"]["num_prompts"] == 30
     b = pd.read_csv(res / "tables" / "batch_latency.csv", dtype=str)
     assert b.columns.tolist() == ["GPU / batch", "bs=1", "bs=4"] and float(b.loc[0, "bs=4"]) > 0
 
@@ -64,7 +66,7 @@ def test_online_vs_offline_joins_both_weeks(work):
 
 
 def test_profile_trace_kept_and_broken_down(work):
-    cell = work / "results" / "week02" / "profile" / "vllm" / "cpu" / "rrinf"
+    cell = work / "results" / "week02" / "profile" / "vllm" / "cpu" / "default" / "rrinf"
     rec = json.loads((cell / "cell.json").read_text())
     assert rec["status"] == "ok", rec["log_tail"]
     assert "--profile" in rec["provenance"]["command"]

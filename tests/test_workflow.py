@@ -1,7 +1,8 @@
 """Integration: the real workflow (Snakemake, the vLLM CPU engine, a locally built model) runs
-week03_all on the embedded default with a reduced sweep, then the caching and rerun promises are
-checked: nothing reruns when nothing changed; one changed point reruns that cell only; a deleted
-cell output asked for by path reruns alone; an injected engine crash becomes a typed cell."""
+week03_all on the embedded default with a reduced sweep, one engine start per configuration (the
+offline driver), then the caching and rerun promises are checked: nothing reruns when nothing
+changed; one changed point reruns its configuration only; a changed engine environment re-measures;
+one cell named in `cells=` reruns alone; an injected engine crash becomes a typed cell."""
 
 import json
 import os
@@ -87,7 +88,14 @@ def work(tmp_path_factory):
     return w
 
 
-CELLS = ["decode/vllm/cpu/bs1", "decode/vllm/cpu/bs4", "prefill/vllm/cpu/in64", "prefill/vllm/cpu/in256"]
+CELLS = [
+    "decode/vllm/cpu/default/bs1",
+    "decode/vllm/cpu/default/bs4",
+    "prefill/vllm/cpu/default/in64",
+    "prefill/vllm/cpu/default/in256",
+]
+DECODE = "measure_week03_decode_vllm_cpu_default"
+PREFILL = "measure_week03_prefill_vllm_cpu_default"
 
 
 def test_week03_all_end_to_end(work):
@@ -96,11 +104,22 @@ def test_week03_all_end_to_end(work):
         rec = json.loads((res / c / "cell.json").read_text())
         assert rec["status"] == "ok", rec.get("log_tail")
         assert rec["provenance"]["engine_versions"]["vllm"].startswith("0.32.0")
-        assert "--no-enable-prefix-caching" in rec["provenance"]["command"]
+        # one engine start per configuration: the driver measured every point of it
+        assert rec["measured_by"] == "driver" and "inferlab.drivers.vllm_offline" in rec["provenance"]["command"]
+        assert rec["engine_args"]["enable_prefix_caching"] is False
         assert json.loads((res / c / "raw.json").read_text())["avg_latency"] > 0
-        assert (work / "logs" / "week03" / c / "bench_cell.log").exists()
+    for exp in ("decode", "prefill"):
+        conf = json.loads((res / exp / "vllm/cpu/default/_engine/configuration.json").read_text())
+        assert conf["measured_by"] == "driver" and len(conf["cells"]) == 2 and conf["status"] == "done"
+        assert 0 < conf["measuring_s"] < conf["wall_s"]
+        spec = json.loads((res / exp / "vllm/cpu/default/_engine/driver-spec.json").read_text())
+        assert spec["engine_args"]["enable_prefix_caching"] is False and len(spec["cells"]) == 2
+        progress = (res / exp / "vllm/cpu/default/_engine/progress.jsonl").read_text().splitlines()
+        assert sum('"engine_ready"' in ln for ln in progress) == 1  # one engine start for both cells
+        assert (work / "logs" / "week03" / exp / "vllm/cpu/default/measure_configuration.log").exists()
     df = pd.read_parquet(res / "week03.parquet")
     assert set(df["cell"]) == {"bs1", "bs4", "in64", "in256"}
+    assert set(df["configuration"]) == {"default"} and set(df["measured_by"]) == {"driver"}
     ok = df[df.metric == "latency_per_output_token"]
     assert (ok["status"] == "ok").all() and (ok["value"] > 0).all() and ok["valid"].all()
     # the table holds the same numbers the Parquet does
@@ -122,34 +141,55 @@ def test_second_run_does_nothing(work):
     assert "Nothing to be done" in out, out[-2000:]
 
 
-def test_changed_point_reruns_only_that_cell(work):
+def test_changed_point_reruns_only_its_configuration(work):
     preset(work, decode=(1, 8))
     out, _ = smk(work, "week03_all", dry=True)
-    assert job_counts(out) == {"bench_cell": 1, "extract_metrics": 1, "aggregate_week": 1, "week03_all": 1}, out
-    assert "cell=bs8" in out and "cell=bs1," not in out
+    # one engine start for the changed configuration; prefill's is untouched
+    assert job_counts(out) == {DECODE: 1, "extract_metrics": 2, "aggregate_week": 1, "week03_all": 1}, out
     preset(work)  # back to the original matrix for the next tests
 
 
-def test_deleted_cell_reruns_alone_by_path(work):
+def test_a_changed_engine_environment_re_measures(work):
+    """The engine's identity (what is installed in its environment) is part of each configuration's
+    key: a new distribution in .venv-vllm re-measures every configuration; removing it, none."""
+    site = next(ENGINE_ENV.glob("lib/python3*/site-packages"))
+    fake = site / "inferlab_identity_probe-1.0.dist-info"
+    fake.mkdir()
+    try:
+        out, _ = smk(work, "week03_all", dry=True)
+        assert job_counts(out).get(DECODE) == 1 and job_counts(out).get(PREFILL) == 1, out
+    finally:
+        fake.rmdir()
+    out, _ = smk(work, "week03_all", dry=True)
+    assert "Nothing to be done" in out, out[-2000:]
+
+
+def test_one_cell_reruns_alone_by_name(work):
     res = work / "results" / "week03"
-    target = res / "prefill/vllm/cpu/in64"
+    target = res / "prefill/vllm/cpu/default/in64"
     others = {c: (res / c / "cell.json").stat().st_mtime for c in CELLS if "in64" not in c}
-    (target / "cell.json").unlink()
-    out, _ = smk(work, str(target.relative_to(work) / "cell.json"))
-    assert job_counts(out) == {"bench_cell": 1}, out
+    out, _ = smk(
+        work,
+        "week03_all",
+        "--config",
+        "cells=week03/prefill/vllm/cpu/default/in64",
+        "--forcerun",
+        str(target.relative_to(work) / "cell.json"),
+    )
+    assert job_counts(out) == {PREFILL: 1, "extract_metrics": 1, "aggregate_week": 1, "week03_all": 1}, out
     assert json.loads((target / "cell.json").read_text())["status"] == "ok"
-    assert list((target / "attempts").iterdir()), "the previous attempt's raw output and log are kept"
+    assert list((target / "attempts").iterdir()), "the previous attempt's raw output is kept"
     assert {c: (res / c / "cell.json").stat().st_mtime for c in others} == others
-    out, _ = smk(work, "week03_all")  # the week picks up the new measurement, nothing else reruns
-    assert job_counts(out) == {"extract_metrics": 1, "aggregate_week": 1, "week03_all": 1}, out
+    out, _ = smk(work, "week03_all")  # the configuration's params did not change: nothing reruns
+    assert "Nothing to be done" in out, out[-2000:]
 
 
 def test_injected_crash_is_a_typed_cell(work):
     res = work / "results" / "week03"
-    preset(work, fault={"week03/decode/vllm/cpu/bs4": "crash"})
+    preset(work, fault={"week03/decode/vllm/cpu/default/bs4": "crash"})
     out, _ = smk(work, "week03_all")
-    assert job_counts(out)["bench_cell"] == 1
-    rec = json.loads((res / "decode/vllm/cpu/bs4/cell.json").read_text())
+    assert job_counts(out)[DECODE] == 1
+    rec = json.loads((res / "decode/vllm/cpu/default/bs4/cell.json").read_text())
     assert rec["status"] == "failed" and rec["reason"] == "engine_error" and rec["injected_fault"] == "crash"
     assert rec["log_tail"]
     table = pd.read_csv(res / "tables" / "decode_per_token.csv")
@@ -158,9 +198,9 @@ def test_injected_crash_is_a_typed_cell(work):
     df = pd.read_parquet(res / "week03.parquet")
     bad = df[df.cell == "bs4"]
     assert bad["value"].isna().all() and (bad["reason"] == "engine_error").all()
-    preset(work)  # fault removed: that cell's parameters changed back, so it alone reruns
+    preset(work)  # fault removed: that configuration's parameters changed back, so it alone reruns
     out, _ = smk(work, "week03_all", dry=True)
-    assert job_counts(out).get("bench_cell") == 1
+    assert job_counts(out).get(DECODE) == 1 and PREFILL not in job_counts(out)
 
 
 def test_lint_is_clean(work):

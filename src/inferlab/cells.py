@@ -5,7 +5,7 @@ cells whose job the scheduler killed before the runner could write a record.
     python -m inferlab.cells reconcile [--results results] [--slurm-logs logs/slurm]
 
 ``failed`` reads the per-cell Parquet files (and records not yet extracted). ``reconcile`` looks for
-benchmark jobs that left a Slurm log but no ``cell.json`` (a TIMEOUT, OUT_OF_MEMORY, CANCELLED or
+configuration jobs (offline and serving alike) that left a Slurm log but cells without ``cell.json`` (a TIMEOUT, OUT_OF_MEMORY, CANCELLED or
 NODE_FAIL decided by Slurm, not by the runner), asks Slurm for the job's state (``sacct`` where
 accounting runs, else ``squeue``/``scontrol`` while the job is still remembered), and writes a typed
 record for the cell so the week's tables show the failure instead of stalling on a missing file.
@@ -36,12 +36,14 @@ SLURM_REASON = {
     "DEADLINE": "timeout",
     "BOOT_FAIL": "node_fail",
 }
-CELL_RE = re.compile(r"(?P<week>week\d\d)/(?P<experiment>[^/]+)/(?P<engine>[^/]+)/(?P<gpu>[^/]+)/(?P<cell>[^/]+)$")
+CELL_RE = re.compile(
+    r"(?P<week>week\d\d)/(?P<experiment>[^/]+)/(?P<engine>[^/]+)/(?P<gpu>[^/]+)/(?P<configuration>[^/]+)/(?P<cell>[^/]+)$"
+)
 
 
 def failed_cells(results: Path, week: str | None = None) -> pd.DataFrame:
     rows = []
-    for rec_path in sorted(results.glob("week*/*/*/*/*/cell.json")):
+    for rec_path in sorted(results.glob("week*/*/*/*/*/*/cell.json")):
         rec = json.loads(rec_path.read_text())
         if week and rec["week"] != week:
             continue
@@ -90,51 +92,64 @@ def slurm_state(job_id: str) -> str | None:
 
 def reconcile(results: Path, slurm_logs: Path, cells: dict, dry: bool = False) -> list[dict]:
     """Type cells whose Slurm job died without a record. ``cells``: the run's matrix
-    (:func:`inferlab.matrix.expand`), which gives each record its parameters. Returns the records."""
+    (:func:`inferlab.matrix.expand`), which gives each record its parameters. Returns the records.
+
+    Every cell is measured by its engine configuration's job (offline or serving alike), named
+    ``measure_<week>_<experiment>_<engine>_<gpu>_<configuration>``; the Slurm plugin writes its log
+    under ``logs/slurm/rule_<job name>/[<wildcards>/]<jobid>[_<array>].log``. A job Slurm ended
+    (TIMEOUT, OUT_OF_MEMORY, CANCELLED, NODE_FAIL...) types each of its cells that has no record."""
+    from .matrix import configurations, job_name
+
     written = []
-    # the Slurm plugin writes logs/slurm/rule_bench_cell/<wildcard values joined by "_">/<jobid>.log
-    by_label = {"_".join(c.path.split("/")): c for c in cells.values()}
-    for log in sorted(slurm_logs.glob("rule_bench_cell/*/*.log"), key=lambda p: p.stat().st_mtime, reverse=True):
-        spec = by_label.get(log.parent.name)
-        if spec is None:
+    by_rule = {f"rule_{job_name(k)}": cs for k, cs in configurations(cells).items()}
+    logs = [p for p in slurm_logs.glob("rule_measure_*/**/*.log")]
+    for log in sorted(logs, key=lambda p: p.stat().st_mtime, reverse=True):
+        rule_dir = log.relative_to(slurm_logs).parts[0]
+        specs = by_rule.get(rule_dir)
+        if not specs:
             continue
-        cell_dir = results / spec.path
-        if (cell_dir / "cell.json").exists():
+        missing = [c for c in specs if not (results / c.path / "cell.json").exists()]
+        if not missing:
             continue
-        job = log.stem
+        job = re.match(r"\d+", log.stem)
+        if not job:
+            continue
+        job = job.group(0)
         state = slurm_state(job)
         if state in (None, "RUNNING", "PENDING", "COMPLETING", "COMPLETED", "CONFIGURING"):
             continue  # still running, or not a Slurm-side failure
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
         reason = SLURM_REASON.get(state, "engine_error")
         detail = f"Slurm job {job} ended {state} before the workflow kept a record (typed by reconcile)"
-        interrupted = cell_dir / "interrupted.json"
-        saw = json.loads(interrupted.read_text()) if interrupted.exists() else {}
-        if (saw.get("provenance", {}).get("slurm") or {}).get("SLURM_JOB_ID") == job:
-            # the runner saw this job's signal: its record has the engine's log tail
-            rec = saw
-            rec.update(reason=reason, detail=f"{detail}; runner: {rec.get('detail')}")
-            rec.setdefault("provenance", {}).setdefault("slurm", {}).update(state=state, log=str(log))
-        else:
-            rec = {
-                "schema_version": 1,
-                **{k: v for k, v in spec.to_dict().items() if k not in ("swept", "timeout_s")},
-                "status": "failed",
-                "reason": reason,
-                "detail": detail,
-                "returncode": None,
-                "log_tail": tail,
-                "raw": "raw.json",
-                "engine_log": "engine.log",
-                "started_at": None,
-                "finished_at": provenance.now(),
-                "wall_s": None,
-                "provenance": {"slurm": {"SLURM_JOB_ID": job, "state": state, "log": str(log)}},
-            }
-        rec["typed_by"] = "reconcile"
-        if not dry:
-            io.write_json(cell_dir / "cell.json", rec)
-        written.append(rec)
+        for spec in missing:
+            cell_dir = results / spec.path
+            interrupted = cell_dir / "interrupted.json"
+            saw = json.loads(interrupted.read_text()) if interrupted.exists() else {}
+            if (saw.get("provenance", {}).get("slurm") or {}).get("SLURM_JOB_ID") == job:
+                # the job saw Slurm's signal: its record has the engine's log tail
+                rec = saw
+                rec.update(reason=reason, detail=f"{detail}; job: {rec.get('detail')}")
+                rec.setdefault("provenance", {}).setdefault("slurm", {}).update(state=state, log=str(log))
+            else:
+                rec = {
+                    "schema_version": 1,
+                    **{k: v for k, v in spec.to_dict().items() if k not in ("timeout_s", "skip")},
+                    "status": "failed",
+                    "reason": reason,
+                    "detail": detail,
+                    "returncode": None,
+                    "log_tail": tail,
+                    "raw": "raw.json",
+                    "engine_log": "engine.log",
+                    "started_at": None,
+                    "finished_at": provenance.now(),
+                    "wall_s": None,
+                    "provenance": {"slurm": {"SLURM_JOB_ID": job, "state": state, "log": str(log)}},
+                }
+            rec["typed_by"] = "reconcile"
+            if not dry:
+                io.write_json(cell_dir / "cell.json", rec)
+            written.append(rec)
     return written
 
 
@@ -167,7 +182,7 @@ def main(argv=None) -> int:
     recs = reconcile(a.results, a.slurm_logs, matrix.expand(config.load(a.config)), a.dry_run)
     for rec in recs:
         print(
-            f"{rec['week']}/{rec['experiment']}/{rec['engine']}/{rec['gpu']}/{rec['cell']}: "
+            f"{rec['week']}/{rec['experiment']}/{rec['engine']}/{rec['gpu']}/{rec.get('configuration')}/{rec['cell']}: "
             f"{rec['reason']} ({rec['detail']})"
         )
     print(f"{len(recs)} cell(s) typed from Slurm")

@@ -351,3 +351,9 @@ def configurations(cells: dict[str, Cell], selected: set[str] = frozenset()) -> 
         if picked:
             out[key] = picked
     return out
+
+
+def job_name(key: tuple) -> str:
+    """The rule (and Slurm job) name of an engine configuration's job:
+    ``measure_<week>_<experiment>_<engine>_<gpu>_<configuration>``."""
+    return "measure_" + "_".join(re.sub(r"[^A-Za-z0-9_]", "_", k) for k in key)

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import io, provenance, session, tools
+from . import io, provenance, session, telemetry, tools
 from .engines.base import Engine
 from .runner import (
     ENGINE_LOG,
@@ -190,6 +190,7 @@ def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Pat
 
     def finish(cid, status, reason=None, detail=None, extra=None):
         c, d, r = by_id[cid]
+        r.pop("_sampler", None)
         r.update(status=status, reason=reason, detail=detail, finished_at=provenance.now(), **(extra or {}))
         if status != "ok":
             r["log_tail"] = log_tail(edir / ENGINE_LOG)
@@ -245,6 +246,9 @@ def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Pat
         return pos + len(chunk) - len(rest)
 
     status, detail = "done", None
+    sampler = telemetry.Sampler(edir / "telemetry.csv", telemetry.visible_gpu_index()).start()
+    for _c, _d, r in by_id.values():
+        r["_sampler"] = sampler
     try:
         proc = spawn(cmd, edir / ENGINE_LOG, env, edir)
         pos = 0
@@ -286,6 +290,7 @@ def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Pat
                 io.write_json(d / INTERRUPTED, rec)
         raise SystemExit(128 + t.signum) from None
     finally:
+        sampler.stop()
         for s, h in prev.items():
             signal.signal(s, h)
         if proc is not None:
@@ -309,11 +314,16 @@ def _finish_cell(ev: dict, finish, by_id, engine) -> None:
         finish(ev["id"], "failed", "client_error", "the driver reported ok but wrote no output file")
         return
     try:
-        engine.parse(c["tool"], raw, c["params"])
+        rows = engine.parse(c["tool"], raw, c["params"])
     except Exception as e:
         finish(ev["id"], "failed", "parse_error", f"{e.__class__.__name__}: {e}")
         return
-    finish(ev["id"], "ok")
+    sampler = r.get("_sampler")
+    extra = {}
+    if sampler is not None and ev.get("t_start") and ev.get("t_end"):
+        tokens = next((x["value"] for x in rows if x["metric"] == "offline_total_tokens"), None)
+        extra["telemetry"] = telemetry.summarize(sampler.window(ev["t_start"], ev["t_end"]), sampler.status, tokens)
+    finish(ev["id"], "ok", extra=extra)
 
 
 def _iso(t):
