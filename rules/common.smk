@@ -36,8 +36,12 @@ EXTRACT_CODE = [
 AGGREGATE_CODE = [
     str(PKG / f) for f in ("aggregate.py", "tables.py", "theory.py", "guard.py")
 ] + [str(p) for p in sorted((PKG / "weeks").glob("*.py"))]
-CELL_DIR = f"{RESULTS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{configuration}}/{{cell}}"
-CELL_LOG = f"{LOGS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{configuration}}/{{cell}}"
+CELL_DIR = (
+    f"{RESULTS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{configuration}}/{{cell}}"
+)
+CELL_LOG = (
+    f"{LOGS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{configuration}}/{{cell}}"
+)
 
 
 wildcard_constraints:
@@ -103,12 +107,15 @@ def configuration_gpus(cells):
 
 
 def configuration_datasets(cells):
-    return sorted({dataset_path(c.params["dataset"]) for c in cells if c.params.get("dataset")})
+    return sorted(
+        {dataset_path(c.params["dataset"]) for c in cells if c.params.get("dataset")}
+    )
 
 
 def engine_identity(engine):
     """What is installed in the engine's environment (probed once per run): part of every
-    configuration's params, so an upgraded engine re-measures and an unchanged one does not."""
+    configuration's params, so an upgraded engine re-measures and an unchanged one does not.
+    """
     if not CFG.preset.get("engine_identity", True):
         return None
     entry = CFG.engine_entry(engine)
