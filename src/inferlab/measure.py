@@ -20,6 +20,7 @@ the job's timings (engine start-up, measuring, wall): the GPU-job efficiency is 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -133,7 +134,7 @@ def _write_summary(edir: Path, summary: dict, t0: float, cell_dirs) -> dict:
             r = json.loads((Path(d) / RECORD).read_text())
         except (OSError, ValueError):
             continue
-        measuring += r.get("measure_s") or (r.get("wall_s") if r.get("measured_by") != "driver" else 0) or 0
+        measuring += work_s(r, Path(d) / RAW)
     summary.update(
         finished_at=provenance.now(),
         wall_s=wall,
@@ -142,6 +143,25 @@ def _write_summary(edir: Path, summary: dict, t0: float, cell_dirs) -> dict:
     )
     io.write_json(edir / CONFIGURATION, summary)
     return summary
+
+
+def work_s(rec: dict, raw: Path) -> float:
+    """Seconds a cell kept the engine busy with its own work (warm-up included): its wall time
+    when measured against a running engine (driver, server); for a CLI cell, whose wall time
+    includes its own engine start, the benchmark's reported time (iterations x average latency, or
+    the offline batch's elapsed time)."""
+    if rec.get("status") != "ok":
+        return 0.0
+    if rec.get("measured_by") != "cli":
+        return float(rec.get("wall_s") or 0.0)
+    try:
+        data = json.loads(raw.read_text())
+    except (OSError, ValueError):
+        return 0.0
+    if "avg_latency" in data:
+        p = rec["params"]
+        return float(data["avg_latency"]) * (p.get("num_iters", 30) + p.get("num_iters_warmup", 10))
+    return float(data.get("elapsed_time") or 0.0)
 
 
 def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Path, spec, workflow_dir) -> dict:
@@ -171,10 +191,14 @@ def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Pat
     }
     io.write_json(edir / DRIVER_SPEC, dspec)
     cmd = [engine.python, "-m", engine.driver_module(driver), "--spec", str(edir / DRIVER_SPEC)]
-    ok, why = engine.availability()
+    # no separate probe or version subprocess (each imports the engine: seconds per job): the driver
+    # reports the engine's versions when it is ready, and an engine that cannot import is typed below
+    ok, why = True, ""
+    if engine.env is not None and not Path(engine.python).exists():
+        ok, why = False, f"engine environment not found: {engine.python} does not exist"
     prov = provenance.collect(
         workflow_dir,
-        engine.versions() if ok else {},
+        {},
         cmd,
         {
             "prefix_caching": {True: "enabled", False: "disabled"}.get(
@@ -238,8 +262,10 @@ def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Pat
             ev = json.loads(line)
             if ev.get("event") == "engine_ready":
                 startup_s = ev.get("startup_s")
+                versions = {k: ev[k] for k in ("vllm", "torch", "transformers") if ev.get(k)}
                 for _c, _d, r in by_id.values():
                     r["provenance"]["driver"] = {k: v for k, v in ev.items() if k not in ("event", "t")}
+                    r["provenance"]["engine_versions"] = versions
             elif ev.get("event") == "cell" and ev.get("id") in by_id and ev["id"] not in done:
                 done.add(ev["id"])
                 _finish_cell(ev, finish, by_id, engine)
@@ -267,6 +293,16 @@ def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Pat
             tail = log_tail(edir / ENGINE_LOG, 400)
             if rc is None:
                 reason, why = "timeout", f"the driver did not finish within {deadline_s:g} s; its group was killed"
+            elif startup_s is None and re.search(r"No module named '?(vllm|torch)", tail):
+                for cid in by_id:
+                    finish(
+                        cid,
+                        "skipped",
+                        "engine_unavailable",
+                        "the engine does not import here: " + tail.splitlines()[-1],
+                    )
+                done.update(by_id)
+                return {"status": "skipped", "detail": "engine_unavailable", "startup_s": None}
             elif startup_s is None:
                 reason = engine.classify_failure(rc, tail)
                 why = f"the engine did not start: driver exited with {rc}"

@@ -192,7 +192,9 @@ def run_cell(
     _archive_previous(outdir)
     raw = outdir / RAW
     elog = outdir / ENGINE_LOG
-    record = new_record(cell, engine_log=ENGINE_LOG, started_at=provenance.now(), injected_fault=fault)
+    record = new_record(
+        cell, engine_log=ENGINE_LOG, started_at=provenance.now(), injected_fault=fault, measured_by="cli"
+    )
     t0 = time.monotonic()
 
     def finish(status, reason=None, detail=None, returncode=None):

@@ -59,7 +59,9 @@ class _Cell:
         self.dir = Path(outdir).absolute()
         self.dir.mkdir(parents=True, exist_ok=True)
         _archive(self.dir, (RAW, CLIENT_LOG, RECORD, INTERRUPTED))
-        self.record = new_record(cell, client_log=CLIENT_LOG, engine_log=str(Path("..") / sdir.name / SERVER_LOG))
+        self.record = new_record(
+            cell, client_log=CLIENT_LOG, engine_log=str(Path("..") / sdir.name / SERVER_LOG), measured_by="server"
+        )
         self.t0 = None
 
     def begin(self):
