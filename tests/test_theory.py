@@ -52,3 +52,17 @@ def test_latency_floor_bs1_decode_is_weights_bound():
     per_tok = total / 64
     w = theory.weights_floor_s(ARCH, "bfloat16", g)
     assert w < per_tok < w * 1.01  # KV adds a little over the weights
+
+
+def test_course_functions_take_other_weight_dtypes_and_moe():
+    g = CFG.gpus["h100"]
+    assert theory.weights_bytes(ARCH, "fp8") == theory.llama_param_count(ARCH)
+    assert theory.weights_floor_s(ARCH, "awq", g) == pytest.approx(theory.weights_floor_s(ARCH, "bfloat16", g) / 4)
+    moe = {**ARCH, "num_local_experts": 8, "num_experts_per_tok": 2}
+    # the model's size counts every expert; the floors read (and compute) only the top-2 per token
+    assert theory.weights_bytes(moe, "bfloat16") == 2 * theory.llama_param_count(moe)
+    assert theory.llama_param_count(moe) - theory.active_param_count(moe) == 32 * 6 * 3 * 4096 * 14336
+    assert theory.weights_floor_s(moe, "bfloat16", g) == pytest.approx(2 * theory.active_param_count(moe) / 3.35e12)
+    assert theory.forward_flops(moe, 1) == 2 * theory.active_param_count(moe)
+    with pytest.raises(theory.UnknownAssumption):
+        theory.weights_bytes(ARCH, "gguf")
