@@ -5,7 +5,8 @@
 #   <cache>/datasets/[built/]<dataset>/<file>                stage 1: a dataset, sha256-verified or built
 #   results/<week>/<experiment>/<engine>/<gpu>/<configuration>/<cell>/cell.json   stage 2: typed record
 #                                          .../raw.json [, client.log]   stage 2: raw output, kept
-#                                          .../metrics.parquet           stage 3: normalized rows
+#                                          .../metrics.parquet           stage 3: its rows (a cache)
+#   results/<week>/_extract/metrics.parquet  stage 3: the week's normalized rows (one job per week)
 #   results/<week>/<experiment>/<engine>/<gpu>/<configuration>/_engine/
 #       configuration.json (timings), engine.log | server.log, driver-spec.json, progress.jsonl,
 #       session.json, telemetry.csv        one job and one engine start for the configuration's cells

@@ -25,6 +25,7 @@ PKG = Path(workflow.basedir) / "src" / "inferlab"
 EXTRACT_CODE = [
     str(PKG / f)
     for f in (
+        "extract.py",
         "records.py",
         "guard.py",
         "theory.py",
@@ -178,8 +179,13 @@ def week_cells(week):
     return [c for c in CELLS.values() if c.week == week]
 
 
+def week_records(wildcards):
+    return [f"{RESULTS}/{c.path}/cell.json" for c in week_cells(wildcards.week)]
+
+
 def week_metrics(wildcards):
-    return [f"{RESULTS}/{c.path}/metrics.parquet" for c in week_cells(wildcards.week)]
+    """The week's normalized rows (rule extract_week) that stage 4 tabulates."""
+    return [f"{RESULTS}/{wildcards.week}/_extract/metrics.parquet"]
 
 
 def week_joins(week):

@@ -1,20 +1,21 @@
-# Stage 3: a cell's record (+ raw output) -> normalized Parquet rows (docs/schema.md), with the
-# roofline guard applied.
+# Stage 3: every cell record of a week (+ its raw output) -> normalized Parquet rows
+# (docs/schema.md), roofline guard applied, in one in-process job per week (incremental: a cell
+# whose record, catalog entries and extraction code are unchanged is read back from its cache).
 
 
-rule extract_metrics:
+rule extract_week:
     input:
-        record=f"{CELL_DIR}/cell.json",
+        records=week_records,
         code=EXTRACT_CODE,
     output:
-        f"{CELL_DIR}/metrics.parquet",
+        f"{RESULTS}/{{week}}/_extract/metrics.parquet",
     log:
-        f"{CELL_LOG}/extract_metrics.log",
+        f"{LOGS}/{{week}}/extract_week.log",
     localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
-        gpu=lambda w: CFG.gpu(w.gpu),
-        model=lambda w: CFG.model(cell_of(w).model),
+        models=lambda w: {c.model: CFG.model(c.model) for c in week_cells(w.week)},
+        gpus=lambda w: {c.gpu: CFG.gpu(c.gpu) for c in week_cells(w.week)},
     script:
-        "../workflow/scripts/extract_metrics.py"
+        "../workflow/scripts/extract_week.py"

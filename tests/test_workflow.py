@@ -145,7 +145,7 @@ def test_changed_point_reruns_only_its_configuration(work):
     preset(work, decode=(1, 8))
     out, _ = smk(work, "week03_all", dry=True)
     # one engine start for the changed configuration; prefill's is untouched
-    assert job_counts(out) == {DECODE: 1, "extract_metrics": 2, "aggregate_week": 1, "week03_all": 1}, out
+    assert job_counts(out) == {DECODE: 1, "extract_week": 1, "aggregate_week": 1, "week03_all": 1}, out
     preset(work)  # back to the original matrix for the next tests
 
 
@@ -176,7 +176,7 @@ def test_one_cell_reruns_alone_by_name(work):
         "--forcerun",
         str(target.relative_to(work) / "cell.json"),
     )
-    assert job_counts(out) == {PREFILL: 1, "extract_metrics": 1, "aggregate_week": 1, "week03_all": 1}, out
+    assert job_counts(out) == {PREFILL: 1, "extract_week": 1, "aggregate_week": 1, "week03_all": 1}, out
     assert json.loads((target / "cell.json").read_text())["status"] == "ok"
     assert list((target / "attempts").iterdir()), "the previous attempt's raw output is kept"
     assert {c: (res / c / "cell.json").stat().st_mtime for c in others} == others
