@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import io, provenance, session, telemetry, tools
+from . import io, provenance, session, startlog, telemetry, tools
 from .engines.base import Engine
 from .runner import (
     ENGINE_LOG,
@@ -263,9 +263,13 @@ def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Pat
             if ev.get("event") == "engine_ready":
                 startup_s = ev.get("startup_s")
                 versions = {k: ev[k] for k in ("vllm", "torch", "transformers") if ev.get(k)}
+                startup = startlog.parse_startup_log(
+                    (edir / ENGINE_LOG).read_text(errors="replace"), engine.metrics_dialect
+                )
                 for _c, _d, r in by_id.values():
                     r["provenance"]["driver"] = {k: v for k, v in ev.items() if k not in ("event", "t")}
                     r["provenance"]["engine_versions"] = versions
+                    r["engine_startup"] = startup
             elif ev.get("event") == "cell" and ev.get("id") in by_id and ev["id"] not in done:
                 done.add(ev["id"])
                 _finish_cell(ev, finish, by_id, engine)

@@ -120,6 +120,14 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
                         "definition": f"share of profiled time in {cat} ({src}; patterns in inferlab/profile.py)",
                     }
                 ]
+        # server-side rows (inferlab.scrape: /metrics deltas and gauges of the cell) and the engine's
+        # start-up rows (inferlab.startlog: KV capacity, load / compile / graph-capture times)
+        for extra in (record.get("server_metrics") or [], record.get("engine_startup") or []):
+            metrics = metrics + [
+                {k: m.get(k) for k in ("metric", "value", "unit", "definition")}
+                for m in extra
+                if m.get("value") is not None
+            ]
         telem = record.get("telemetry") or {}
         for k, (unit, d) in serving_mod.TELEMETRY.items():
             if telem.get(k) is not None:

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import io, provenance, telemetry
+from . import io, provenance, scrape, startlog, telemetry
 from .engines.base import Engine
 from .runner import INTERRUPTED, RECORD, _slurm_state, _Terminated, kill_group, log_tail, new_record, spawn
 from .server import HOST, Server, ServerError
@@ -37,6 +37,7 @@ SESSION = "session.json"
 SERVER_LOG = "server.log"
 CLIENT_LOG = "client.log"
 TELEMETRY = "telemetry.csv"
+GAUGES = "gauges.csv"
 RAW = "raw.json"
 PROFILE_DIR = "profile"
 
@@ -63,6 +64,7 @@ class _Cell:
             cell, client_log=CLIENT_LOG, engine_log=str(Path("..") / sdir.name / SERVER_LOG), measured_by="server"
         )
         self.t0 = None
+        self.t_wall = None  # unix times around the client run (gauge window)
 
     def begin(self):
         self.t0 = time.monotonic()
@@ -160,6 +162,7 @@ def run_session(
         signal.signal(s, on_signal)
     server = None
     server_cmd = None
+    gauges = None
     try:
         profiling = any(c.cell["params"].get("profile") for c in todo)
         prof_dir = sdir / PROFILE_DIR
@@ -198,6 +201,17 @@ def run_session(
                 c.finish("failed", e.reason, f"server did not start: {e.detail}", e.returncode, tail)
             return _write_session(sdir, session, t_start, status="failed", detail=e.detail)
         session.update(port=server.port, server_ready_s=server.ready_s, server_command=server_cmd)
+        # server-side numbers: the start-up log (KV capacity, load/compile/graph times) and the
+        # cache configuration once; /metrics counters before and after every cell; gauges sampled
+        startup = startlog.parse_startup_log((sdir / SERVER_LOG).read_text(errors="replace"), engine.metrics_dialect)
+        try:
+            first = scrape.scrape(server.base_url, engine.metrics_path)
+            startup += scrape.cache_config_rows(first)
+            session["cache_config"] = {k: v for k, v in scrape.cache_config(first).items() if k != "labels"}
+        except (scrape.ScrapeError, scrape.ParseError) as e:
+            session["metrics_error"] = str(e)
+        session["startup"] = {r["metric"]: r["value"] for r in startup}
+        gauges = scrape.GaugeSampler(server.base_url, sdir / GAUGES, path=engine.metrics_path).start()
         died_in = None
         for c in todo:
             c.record["provenance"] = {**prov, "server_command": server_cmd, "server_port": server.port}
@@ -213,6 +227,8 @@ def run_session(
                 continue
             if reset_path:
                 c.record["cache_reset"] = reset_cache_of(server.base_url, reset_path)
+            c.record["engine_startup"] = startup
+            before = _scrape_or_none(server.base_url, engine.metrics_path)
             _run_one(
                 c,
                 engine,
@@ -224,6 +240,8 @@ def run_session(
                 faults.get(c.cell["cell"]),
                 warmup_requests,
             )
+            if c.record["status"] == "ok":
+                _server_metrics(c, engine, server, before, gauges)
             if c.cell["params"].get("profile") and c.record["status"] == "ok":
                 _profile(c, prof_dir)
             session["cells_s"][c.cell["cell"]] = c.record["wall_s"]
@@ -245,11 +263,40 @@ def run_session(
     finally:
         for s, h in prev.items():
             signal.signal(s, h)
+        if gauges is not None:
+            session["gauges"] = {
+                k: v for k, v in gauges.stop().items() if k in ("scrapes", "scrape_failures", "last_error")
+            }
         if server is not None and server.stopped_s is None:
             session["teardown"] = server.stop()
             session["teardown_s"] = server.stopped_s
         sampler.stop()
     return _write_session(sdir, session, t_start, status="done")
+
+
+def _scrape_or_none(base_url: str, path: str):
+    try:
+        return scrape.scrape(base_url, path)
+    except (scrape.ScrapeError, scrape.ParseError):
+        return None
+
+
+def _server_metrics(c: _Cell, engine, server: Server, before, gauges) -> None:
+    """The cell's server-side rows: /metrics counter deltas over the cell (prefix-cache hits,
+    speculative acceptance, preemptions...; a counter that went down is flagged, never a negative
+    delta) and the gauges sampled during it. A failed scrape is recorded, never fatal."""
+    rows: list[dict] = []
+    after = _scrape_or_none(server.base_url, engine.metrics_path)
+    if before is None or after is None:
+        c.record["server_metrics_error"] = (
+            f"/metrics could not be scraped {'before' if before is None else 'after'} the cell"
+        )
+    else:
+        rows += scrape.cell_rows(before, after, engine.metrics_dialect, on_reset="flag")
+    if c.t_wall:
+        rows += gauges.rows(*c.t_wall)
+    c.record["server_metrics"] = rows
+    io.write_json(c.dir / RECORD, c.record)
 
 
 def reset_cache_of(base_url: str, path: str, timeout_s: float = 30.0) -> dict:
@@ -293,6 +340,7 @@ def _run_one(
         if proc.poll() is None:
             kill_group(proc, grace_s=5.0)
     t_wall1 = time.time()
+    c.t_wall = (t_wall0, t_wall1)
     tail = log_tail(clog)
     if not server.alive():
         c.finish(

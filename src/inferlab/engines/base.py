@@ -144,6 +144,8 @@ class Engine:
     metrics_path = "/metrics"
     #: the tool name a serving cell's record carries (the engine's own load client)
     serving_client = ""
+    #: whose metric names /metrics and the start-up log use (inferlab.scrape, inferlab.startlog)
+    metrics_dialect = "vllm"
 
     def serve_command(self, model_path: str, host: str, port: int, server_args: dict) -> list[str]:
         """The server's command line for ``server_args`` (engine-neutral names, see ``server_flags``)."""

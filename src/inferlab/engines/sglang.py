@@ -39,6 +39,7 @@ CLIENT = Path(__file__).parents[1] / "clients" / "sglang_bench.py"
 class SGLang(Engine):
     name = "sglang"
     serving_client = "sglang.benchmark.serving"
+    metrics_dialect = "sglang"
 
     def __init__(self, *a, client_env: str | None = None, **k):
         super().__init__(*a, **k)
