@@ -72,6 +72,38 @@ def test_readiness_deadline(tmp_path):
     assert not alive(int(pidfile.read_text()))  # a server that missed its deadline is torn down
 
 
+def test_signal_during_start_up_tears_the_server_down(tmp_path):
+    """scancel (SIGTERM) or Ctrl-C while the server is still loading: the caller never gets the
+    server, so Server.start itself must tear its group down before the interruption goes on."""
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Interrupted
+
+    pidfile = tmp_path / "w.pid"
+    prev = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, 1.5)
+    try:
+        with pytest.raises(Interrupted):
+            server.Server.start(
+                toy("--ready-after", "600", "--pidfile", str(pidfile)),
+                tmp_path / "s.log",
+                dict(os.environ),
+                "/health",
+                600,
+            )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, prev)
+    worker = int(pidfile.read_text())
+    assert not alive(worker)  # nothing of the half-started server is left
+    leader = [ln for ln in (tmp_path / "s.log").read_text().splitlines() if ln.startswith("$ ")]
+    assert leader and "toy_server.py" in leader[0]
+
+
 def test_two_servers_at_once_get_different_ports(tmp_path):
     got = {}
 

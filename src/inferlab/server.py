@@ -115,6 +115,12 @@ class Server:
                 if "address already in use" in _tail(log).lower() and attempt + 1 < bind_retries:
                     continue  # lost a bind race to another job: take a fresh port
                 raise
+            except BaseException:
+                # interrupted while starting (scancel's SIGTERM, Ctrl-C, a deadline of the caller):
+                # the caller never holds this server, so its group is torn down here, before the
+                # interruption goes on; nothing may outlive the job holding a GPU
+                srv.stop(grace_s=5.0, drain_timeout_s=10.0)
+                raise
         raise last  # pragma: no cover
 
     def _wait_ready(self, timeout_s: float, classify) -> None:
