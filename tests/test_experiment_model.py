@@ -1,0 +1,122 @@
+"""Integration, the experiment model on the embedded default: a week file that sweeps a server
+argument (prefix caching on/off) and a client parameter runs one engine start per configuration,
+not one per cell; the prefix cache is reset between cells; server-side rows (/metrics deltas,
+gauges, the start-up log) reach the Parquet; repeats are separate records; a configuration whose
+layout needs more GPUs than the preset gives is typed skipped without starting anything."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+from test_workflow import ENGINE_ENV, job_counts, smk
+
+pytestmark = pytest.mark.engine
+
+WEEK = """
+week: week05
+title: experiment-model plumbing (test)
+experiments:
+  apc:
+    tool: bench_serving
+    engines: [vllm]
+    server_sweep: {enable_prefix_caching: [true, false]}
+    sweep: {request_rate: [inf]}
+    fixed: {dataset: sharegpt-synthetic, num_prompts: 6, seed: 0}
+    engine_args: {max_model_len: 2048}
+    warmup_requests: 1
+    repeats: 2
+  tp:
+    tool: vllm_bench_latency
+    engines: [vllm]
+    server_sweep: {tensor_parallel_size: [2]}
+    sweep: {batch_size: [1]}
+    fixed: {input_len: 16, output_len: 4, num_iters: 1, num_iters_warmup: 0}
+"""
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    if not (ENGINE_ENV / "bin" / "vllm").exists():
+        pytest.fail(f"the vLLM CPU engine is not installed at {ENGINE_ENV} (run scripts/setup.sh)")
+    w = tmp_path_factory.mktemp("model")
+    import shutil
+
+    shutil.copytree(ROOT / "config", w / "config")
+    (w / "config" / "weeks" / "week05.yaml").write_text(WEEK)
+    p = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    p["catalog"] = str(w / "config")
+    p["weeks"] = ["week05"]
+    p["engines"]["vllm"]["env"] = str(ENGINE_ENV)
+    p["overrides"] = {}
+    (w / "test-preset.yaml").write_text(yaml.safe_dump(p))
+    targets = [f"results/week05/apc/vllm/cpu/{c}/rrinf-r{r}/cell.json" for c in ("apc", "noapc") for r in (1, 2)] + [
+        "results/week05/tp/vllm/cpu/tp2/bs1/cell.json"
+    ]
+    out, _ = smk(w, *targets)
+    return w, out
+
+
+def rec(w, path):
+    return json.loads((w / "results" / "week05" / path / "cell.json").read_text())
+
+
+def test_one_engine_start_per_server_configuration(work):
+    w, out = work
+    counts = job_counts(out)
+    assert counts["measure_week05_apc_vllm_cpu_apc"] == 1 and counts["measure_week05_apc_vllm_cpu_noapc"] == 1
+    for conf, apc in (("apc", True), ("noapc", False)):
+        sess = json.loads((w / "results/week05/apc/vllm/cpu" / conf / "_engine/session.json").read_text())
+        assert sess["cells"] == ["rrinf-r1", "rrinf-r2"] and sess["status"] == "done"
+        assert sess["cache_config"]["enable_prefix_caching"] is apc  # what the server itself reports
+        assert ("--enable-prefix-caching" if apc else "--no-enable-prefix-caching") in sess["server_command"]
+        assert sess["startup"]["kv_cache_capacity"] > 0 and sess["gauges"]["scrapes"] > 0
+        for r in (1, 2):
+            c = rec(w, f"apc/vllm/cpu/{conf}/rrinf-r{r}")
+            assert c["status"] == "ok", c["log_tail"]
+            assert c["repeat"] == r and c["server_axes"] == {"enable_prefix_caching": apc}
+            assert c["cache_reset"]["ok"] is True and c["cache_reset"]["http_status"] == 200
+            assert "--num-warmups" in c["provenance"]["command"]
+            m = {x["metric"]: x["value"] for x in c["server_metrics"]}
+            assert m["server_requests"] == 6 + 1  # the measured prompts and the warm-up request
+            assert (m["prefix_cache_queries"] > 0) is apc
+
+
+def test_reset_makes_repeats_see_the_same_cache(work):
+    """With the cache emptied before each cell, a repeat does not measure its predecessor's hits."""
+    w, _ = work
+    rates = [
+        {x["metric"]: x["value"] for x in rec(w, f"apc/vllm/cpu/apc/rrinf-r{r}")["server_metrics"]}[
+            "prefix_cache_hit_rate"
+        ]
+        for r in (1, 2)
+    ]
+    assert rates[0] == pytest.approx(rates[1])
+
+
+def test_layout_needing_two_devices_is_typed_skipped(work):
+    w, out = work
+    c = rec(w, "tp/vllm/cpu/tp2/bs1")
+    assert (c["status"], c["reason"]) == ("skipped", "resources")
+    assert c["detail"].startswith("needs 2 devices")
+    conf = json.loads((w / "results/week05/tp/vllm/cpu/tp2/_engine/configuration.json").read_text())
+    assert conf["measured_by"] == "none"
+    assert not (w / "results/week05/tp/vllm/cpu/tp2/_engine/engine.log").exists()  # nothing started
+
+
+def test_extracted_rows_carry_axes_and_server_metrics(work):
+    from inferlab import extract
+
+    w, _ = work
+    recs = sorted((w / "results" / "week05").glob("*/vllm/cpu/*/*/cell.json"))
+    cfg = yaml.safe_load((ROOT / "config" / "models.yaml").read_text())["models"]
+    gpus = yaml.safe_load((ROOT / "config" / "gpus.yaml").read_text())["gpus"]
+    extract.extract_week(recs, cfg, gpus, w / "rows.parquet")
+    df = pd.read_parquet(w / "rows.parquet")
+    assert set(df["configuration"]) == {"apc", "noapc", "tp2"}
+    hit = df[(df.metric == "prefix_cache_hit_rate")]
+    assert set(hit["param_enable_prefix_caching"]) == {True}  # None rate (APC off) leaves no number
+    assert set(df[df.configuration == "tp2"]["status"]) == {"skipped"}
+    assert {"kv_cache_capacity", "running_requests_max"} <= set(df["metric"])
+    assert sorted(df[df.configuration == "apc"]["repeat"].unique().tolist()) == [1, 2]
