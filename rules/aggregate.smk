@@ -5,12 +5,13 @@ rule aggregate_week:
     input:
         metrics=week_metrics,
         code=AGGREGATE_CODE,
+        # the table and figure kinds (inferlab.report) and the week's declarations
+        report_code=sorted(str(p) for p in (PKG / "report").glob("*.py")),
+        week_file=lambda w: CFG.files[w.week],
         joined=lambda w: list(week_joins(w.week).values()),
-        reference=lambda w: [
-            f
-            for f in [f"{CFG.files['catalog_dir']}/reference/{w.week}.yaml"]
-            if Path(f).exists()
-        ],
+        reference=sorted(
+            str(p) for p in Path(CFG.files["catalog_dir"], "reference").glob("*.yaml")
+        ),
     output:
         report=f"{RESULTS}/{{week}}/report.md",
         parquet=f"{RESULTS}/{{week}}/{{week}}.parquet",

@@ -36,7 +36,7 @@ EXTRACT_CODE = [
 ]
 AGGREGATE_CODE = [
     str(PKG / f) for f in ("aggregate.py", "tables.py", "theory.py", "guard.py")
-] + [str(p) for p in sorted((PKG / "weeks").glob("*.py"))]
+]
 CELL_DIR = (
     f"{RESULTS}/{{week}}/{{experiment}}/{{engine}}/{{gpu}}/{{configuration}}/{{cell}}"
 )
@@ -189,17 +189,23 @@ def week_metrics(wildcards):
 
 
 def week_joins(week):
-    """Parquet of the weeks whose numbers this week's tables join (e.g. Week 2's online vs offline)."""
-    from inferlab.weeks import JOINS
-
-    return {w: f"{RESULTS}/{w}/{w}.parquet" for w in JOINS.get(week, []) if w in WEEKS}
+    """Parquet of the weeks whose numbers this week's tables join (the week file's `joins:`, e.g.
+    Week 2's online vs offline), where those weeks are in the run."""
+    return {
+        w: f"{RESULTS}/{w}/{w}.parquet"
+        for w in CFG.weeks[week].get("joins", [])
+        if w in WEEKS
+    }
 
 
 def week_captions(week):
-    """Figure name -> caption, for `snakemake --report` (report/figure.rst)."""
-    from inferlab.weeks import WEEKS as _W
+    """Figure name -> caption, for `snakemake --report` (report/figure.rst): written once, in the
+    week file's `figures:`; its tables and figures are checked here, before any job runs.
+    """
+    from inferlab import report as il_report
 
-    return getattr(_W.get(week), "CAPTIONS", {})
+    doc = il_report.check(CFG.weeks[week], CFG.files[week])
+    return il_report.captions(doc)
 
 
 def week_outputs(week):

@@ -205,6 +205,12 @@ experiments:
     layout: {kind: pd, connector: ExampleConnector}
     sweep: {request_rate: [1]}
     fixed: {dataset: sharegpt-synthetic, num_prompts: 4}
+  router:
+    tool: bench_serving
+    engines: [vllm]
+    layout: {kind: router, replicas: 2}
+    sweep: {request_rate: [1]}
+    fixed: {dataset: sharegpt-synthetic, num_prompts: 4}
 """,
     )
     cfg = load_preset(catalog, weeks=["week13"], gpus=["cpu", "h100"], overrides={}, gpu_count={"cpu": 1, "h100": 1})
@@ -212,12 +218,33 @@ experiments:
     assert cells["week13/tp/vllm/cpu/tp1/bs1"].skip is None
     assert cells["week13/tp/vllm/h100/tp2/bs1"].skip == "needs 2 GPUs (h100 has 1 per job in this preset)"
     assert cells["week13/tp/vllm/cpu/tp2/bs1"].skip.startswith("needs 2 devices")
-    assert cells["week13/pd/vllm/h100/default/rr1"].skip.startswith("needs 2 GPUs")
+    assert cells["week13/pd/vllm/h100/default/rr1"].skip.startswith("needs 2 GPUs")  # prefill + decode
+    assert cells["week13/pd/vllm/cpu/default/rr1"].skip is None  # both servers share the CPU
     cfg = load_preset(catalog, weeks=["week13"], gpus=["h100"], overrides={}, gpu_count=8)
     cells = matrix.expand(cfg)
     assert cells["week13/tp/vllm/h100/tp2/bs1"].skip is None
     assert matrix.gpus_needed(cells["week13/tp/vllm/h100/tp2/bs1"].layout, {"tensor_parallel_size": 2}) == 2
-    assert "layout 'pd' has no runner" in cells["week13/pd/vllm/h100/default/rr1"].skip
+    assert cells["week13/pd/vllm/h100/default/rr1"].skip is None
+    assert "layout 'router' has no runner" in cells["week13/router/vllm/h100/default/rr1"].skip
+
+
+def test_a_serving_layout_for_an_offline_tool_is_an_error(catalog):
+    _week(
+        catalog,
+        "week16",
+        """
+week: week16
+experiments:
+  pd:
+    tool: vllm_bench_latency
+    engines: [vllm]
+    layout: {kind: pd}
+    sweep: {batch_size: [1]}
+    fixed: {input_len: 8, output_len: 8}
+""",
+    )
+    with pytest.raises(ConfigError, match=r"week16.yaml: experiments.pd.layout.kind: a 'pd' layout serves requests"):
+        load_preset(catalog, weeks=["week16"], overrides={})
 
 
 def test_engine_variant_inherits_its_base(catalog):

@@ -1,4 +1,7 @@
-"""Stage 4: one week's cell Parquet files -> the week's table, figures and report."""
+"""Stage 4: one week's cell Parquet files -> the week's tables, figures and report.
+
+The tables and figures are declared in the week file (``tables:``, ``figures:``; inferlab.report
+builds them), so a week with no Python module of its own aggregates like any other."""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io, records
-from .weeks import WEEKS
+from . import io, records, report
 
 
 def load(paths) -> pd.DataFrame:
@@ -23,21 +25,19 @@ def status_summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(week: str, paths, cfg, outdir, others: dict | None = None) -> dict:
-    """``others``: {week: Parquet path} of the weeks this week's tables join (weeks.JOINS)."""
+    """``others``: {week: Parquet path} of the weeks this week's tables join (the week file's
+    ``joins:``, where those weeks are in the run)."""
     outdir = Path(outdir)
     df = load(paths)
     io.write_parquet(outdir / f"{week}.parquet", df)
-    if others:
-        other = {w: records.normalize(pd.read_parquet(p)) for w, p in others.items()}
-        result = WEEKS[week].aggregate(df, cfg, outdir, others=other)
-    else:
-        result = WEEKS[week].aggregate(df, cfg, outdir)
+    other = {w: records.normalize(pd.read_parquet(p)) for w, p in (others or {}).items()}
+    result = report.build(df, cfg, week, outdir, others=other)
     write_report(week, cfg, df, result, outdir / "report.md")
     return result
 
 
 def write_report(week, cfg, df, result, path: Path) -> None:
-    doc = cfg.weeks[week]
+    doc, _ = report.week_doc(cfg, week)
     summ = status_summary(df)
     counts = summ["status"].value_counts().to_dict()
     lines = [
@@ -76,7 +76,8 @@ def write_report(week, cfg, df, result, path: Path) -> None:
 
 def main(argv=None) -> int:
     """Re-tabulate a kept week Parquet with the current table code (e.g. a validation record):
-    ``python -m inferlab.aggregate week03 --parquet P --preset config/X.yaml --out DIR``."""
+    ``python -m inferlab.aggregate week03 --parquet P --preset config/X.yaml --out DIR
+    [--join week01=P1]``."""
     import argparse
 
     from . import config
@@ -86,10 +87,12 @@ def main(argv=None) -> int:
     ap.add_argument("--parquet", required=True, type=Path)
     ap.add_argument("--preset", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--join", action="append", default=[], help="WEEK=PARQUET of a week this one joins")
     a = ap.parse_args(argv)
     cfg = config.load(a.preset, base_dir=Path.cwd())
     df = records.normalize(pd.read_parquet(a.parquet))
-    result = WEEKS[a.week].aggregate(df, cfg, a.out)
+    others = {w: records.normalize(pd.read_parquet(p)) for w, p in (j.split("=", 1) for j in a.join)}
+    result = report.build(df, cfg, a.week, a.out, others=others)
     write_report(a.week, cfg, df, result, a.out / "report.md")
     for t in result["tables"]:
         print(t["markdown"])

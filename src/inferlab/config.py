@@ -234,6 +234,11 @@ def check_experiment(cfg: Config, exp: dict, f, key: str) -> None:
     checked on the experiment as the run sees it (``cfg`` overrides applied by the caller)."""
     check_parts(cfg, exp["tool"], exp["engines"], exp, f, key)
     tool = tools_mod.get(exp["tool"])
+    kind = (exp.get("layout") or {}).get("kind", "single")
+    if not tool.NEEDS_SERVER and kind != "single":
+        raise ConfigError(
+            f, f"{key}.layout.kind", f"a {kind!r} layout serves requests: tool {exp['tool']!r} runs no server"
+        )
     if not tool.NEEDS_SERVER and exp.get("warmup_requests"):
         raise ConfigError(
             f, f"{key}.warmup_requests", f"tool {exp['tool']!r} runs no server: warm-up requests would be ignored"

@@ -199,9 +199,10 @@ def points(axes: dict, link: list[list[str]], file=None, key: str = "") -> list[
     return out
 
 
-def gpus_needed(layout: dict, engine_args: dict) -> int:
+def gpus_needed(layout: dict, engine_args: dict, shared_device: bool = False) -> int:
     """GPUs one engine configuration takes: tensor x pipeline x data parallel per server, times the
-    servers of the layout."""
+    servers of the layout (``shared_device``: the servers share one device, as on the CPU, so the
+    largest server's count)."""
 
     def per_server(args):
         n = 1
@@ -213,19 +214,22 @@ def gpus_needed(layout: dict, engine_args: dict) -> int:
 
     kind = layout.get("kind", "single")
     if kind == "pd":
-        return per_server({**engine_args, **layout.get("prefill", {})}) + per_server(
-            {**engine_args, **layout.get("decode", {})}
-        )
+        p = per_server({**engine_args, **layout.get("prefill", {})})
+        d = per_server({**engine_args, **layout.get("decode", {})})
+        return max(p, d) if shared_device else p + d
     if kind == "router":
-        return int(layout.get("replicas", 2)) * per_server(engine_args)
+        n = int(layout.get("replicas", 2))
+        return per_server(engine_args) if shared_device else n * per_server(engine_args)
     return per_server(engine_args)
 
 
-LAYOUT_RUNNERS = {"single"}  # layouts this version can start; others are typed skipped
+LAYOUT_RUNNERS = {"single", "pd"}  # layouts this version can start; others are typed skipped
 
 
 def skip_reason(cfg: Config, gpu: str, layout: dict, engine_args: dict) -> str | None:
-    need = gpus_needed(layout, engine_args)
+    cpu = cfg.gpu(gpu).get("kind") == "cpu"
+    # on the CPU the servers of a layout share the machine's cores; tensor parallel ranks do not
+    need = gpus_needed(layout, engine_args, shared_device=cpu)
     have = cfg.gpu_count(gpu)
     kind = layout.get("kind", "single")
     if need > have:

@@ -33,33 +33,17 @@ from . import io, records
 KEY = ["week", "experiment", "engine", "gpu", "cell", "metric"]
 
 
-# -- reference data (the course's published numbers) as flat rows --------------------------------
-def published(ref_dir: Path) -> pd.DataFrame:
-    rows = []
+# -- reference data (the course's published numbers): config/reference/*.yaml, one flat shape -------
+def published(ref_dir: Path, catalog_dir: Path | None = None) -> pd.DataFrame:
+    """Every published number (inferlab.report.reference), checked by the roofline guard against
+    the catalogs of ``catalog_dir`` (default: the reference folder's parent): one row per number,
+    its point's axes as ``param_<axis>`` columns, ``published`` the value, ``valid`` the guard's verdict."""
+    from .report import reference
+
     ref_dir = Path(ref_dir)
-    f = ref_dir / "week01.yaml"
-    if f.exists():
-        r = yaml.safe_load(f.read_text())
-        for g, rates in r["values"].items():
-            for rate, vals in rates.items():
-                for m, v in zip(r["metrics"], vals, strict=True):
-                    rows.append(("week01", r["experiment"], r["engine"], g, f"rr{rate}", m, float(v)))
-    f = ref_dir / "week02.yaml"
-    if f.exists():
-        r = yaml.safe_load(f.read_text())
-        for g, v in r["offline"]["values"].items():
-            rows.append(("week02", "offline", "vllm", g, r["offline"]["cell"], r["offline"]["metric"], float(v)))
-        for g, sizes in r["batch_latency"]["values"].items():
-            for bs, v in sizes.items():
-                rows.append(("week02", "batch_latency", "vllm", g, f"bs{bs}", r["batch_latency"]["metric"], float(v)))
-    f = ref_dir / "week03.yaml"
-    if f.exists():
-        r = yaml.safe_load(f.read_text())
-        for exp, metric, prefix in (("decode", "latency_per_output_token", "bs"), ("prefill", "latency_avg", "in")):
-            for g, pts in r[exp]["values"].items():
-                for x, v in pts.items():
-                    rows.append(("week03", exp, "vllm", g, f"{prefix}{x}", metric, float(v)))
-    return pd.DataFrame(rows, columns=[*KEY, "published"])
+    gpus, models = reference.load_catalog(catalog_dir or ref_dir.parent)
+    df = reference.frame(reference.load_rows(ref_dir), gpus, models)
+    return df.rename(columns={"cell": "point"}).assign(published=df["raw_value"])
 
 
 def tolerance(rules: list[dict], metric: str) -> float:
@@ -150,26 +134,45 @@ def compare_nights(now: pd.DataFrame, prev: pd.DataFrame, rules) -> pd.DataFrame
 
 
 def compare_published(now: pd.DataFrame, pub: pd.DataFrame, rules) -> pd.DataFrame:
-    m = pub.merge(_values(now), on=KEY, how="left")
+    """Each published number beside tonight's value of the same point: same week, experiment,
+    engine, GPU and metric, and every axis the published row names (repeats: their mean). A
+    published value the roofline guard rejects is flagged as such, never as a change."""
+    from .report.values import Frame
+
+    f = Frame(now)
+    params = [c for c in pub.columns if c.startswith("param_")]
     out = []
-    for _, r in m.iterrows():
+    for _, r in pub.iterrows():
+        sel = {k: r[k] for k in ("week", "experiment", "engine", "gpu")}
+        sel.update({c[len("param_") :]: r[c] for c in params if not pd.isna(r[c])})
+        c = f.cell(sel, r["metric"]) if all(f.has(k) for k in sel) else None
         tol = tolerance(rules, r["metric"])
-        if pd.isna(r["value"]):
-            change, flag = "not measured in this run", ""
+        tonight, cell, flag = None, "", ""
+        if c is None:
+            change = "not measured in this run"
+        elif not c.ok:
+            cell, change = c.first["cell"], f"no value tonight: {c.status()}"
         else:
-            pct = 100 * (r["value"] - r["published"]) / r["published"]
+            tonight, cell = c.mean, c.first["cell"]
+            pct = 100 * (tonight - r["published"]) / r["published"]
             change, flag = f"{pct:+.1f}%", "FLAG" if abs(pct) > tol else ""
+        if not pd.isna(r["valid"]) and not bool(r["valid"]):
+            flag = "published INVALID (roofline guard)"
         out.append(
             {
-                **{k: r[k] for k in KEY},
-                "tonight": _g(r["value"]),
+                **{k: r[k] for k in ("week", "experiment", "engine", "gpu")},
+                "cell": cell,
+                "point": r["point"],
+                "metric": r["metric"],
+                "tonight": _g(tonight),
                 "published": r["published"],
                 "change": change,
                 "tolerance": f"±{tol:g}%",
                 "flag": flag,
             }
         )
-    return pd.DataFrame(out, columns=[*KEY, "tonight", "published", "change", "tolerance", "flag"])
+    cols = ["week", "experiment", "engine", "gpu", "cell", "point", "metric"]
+    return pd.DataFrame(out, columns=[*cols, "tonight", "published", "change", "tolerance", "flag"])
 
 
 def _md(df: pd.DataFrame) -> str:
@@ -230,8 +233,10 @@ def write_report(night: str, dest: Path, results: Path, weeks, started, nights: 
         "",
         "Tolerances (config/nightly.yaml vs_published): "
         + ", ".join(f"{r['metric']} ±{r['pct']}%" for r in tol["vs_published"]),
-        f"{len(pub)} published values; {len(measured)} measured in this run (same week, experiment, GPU, cell, metric); "
-        f"{int((pub.flag == 'FLAG').sum())} beyond tolerance.",
+        f"{len(pub)} published values; {len(measured)} measured in this run (same week, experiment, engine, GPU, "
+        f"metric and every axis of the published point); {int((pub.flag == 'FLAG').sum())} beyond tolerance; "
+        f"{int(pub.flag.str.startswith('published INVALID').sum())} published values rejected by the roofline guard "
+        "(faster than physics allows on that GPU: not compared).",
         "",
         _md(measured)
         if not measured.empty

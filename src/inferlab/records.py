@@ -144,11 +144,18 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
     return pd.DataFrame(data)
 
 
+# what a column holds in rows written before it existed (v1/v2 files read as v3)
+FILL = {"repeat": 0, "schema_version": SCHEMA_VERSION}
+
+
 def normalize(df: pd.DataFrame) -> pd.DataFrame:
     """Cast to the schema's dtypes; column order: schema columns, then param_* sorted."""
     for col, (dtype, _) in COLUMNS.items():
         if col not in df:
-            df[col] = None
+            # older schema versions lack a column: its value for them (repeat 0 = not repeated)
+            df[col] = FILL.get(col)
+        elif col in FILL:
+            df[col] = df[col].fillna(FILL[col])
         df[col] = df[col].astype(dtype)
     params = sorted(c for c in df.columns if c.startswith("param_"))
     for c in params:

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import io, provenance, scrape, startlog, telemetry
+from . import io, layouts, provenance, scrape, startlog, telemetry
 from .engines.base import Engine
 from .runner import INTERRUPTED, RECORD, _slurm_state, _Terminated, kill_group, log_tail, new_record, spawn
 from .server import HOST, Server, ServerError
@@ -104,6 +104,7 @@ def run_session(
     faults: dict | None = None,
     reset_cache: bool = True,
     warmup_requests: int = 0,
+    layout: dict | None = None,
 ) -> dict:
     """Start the server once, run ``cells`` in order against it, tear it down; write every
     cell's ``cell.json`` and ``session_dir/session.json`` (timings: start-up, measuring, teardown).
@@ -183,19 +184,42 @@ def run_session(
             server_cmd = engine.serve_command(model_path, HOST, port, args)
             return server_cmd
 
+        kind = (layout or {}).get("kind", "single")
         try:
-            server = Server.start(
-                make_cmd,
-                sdir / SERVER_LOG,
-                env,
-                engine.health_path,
-                ready_timeout_s,
-                cwd=sdir,
-                classify=engine.classify_failure,
-                gpu_index=gpu_index,
-            )
+            if kind == "single":
+                server = Server.start(
+                    make_cmd,
+                    sdir / SERVER_LOG,
+                    env,
+                    engine.health_path,
+                    ready_timeout_s,
+                    cwd=sdir,
+                    classify=engine.classify_failure,
+                    gpu_index=gpu_index,
+                )
+            else:
+                # several processes (prefill + decode + proxy): ready when all are; the client
+                # talks to the layout's front (the proxy); a member that dies is named
+                server = layouts.start(
+                    kind,
+                    engine,
+                    model_path,
+                    args,
+                    sdir,
+                    env,
+                    ready_timeout_s,
+                    layout_spec=layout,
+                    gpu_index=gpu_index,
+                    cwd=sdir,
+                    classify=engine.classify_failure,
+                )
+                server_cmd = server.commands
+                session["layout"] = server.describe()
         except ServerError as e:
-            tail = log_tail(sdir / SERVER_LOG)
+            member = getattr(e, "member", None)
+            tail = log_tail(sdir / (f"{member}.log" if member and kind != "single" else SERVER_LOG))
+            if member and kind != "single":
+                e.detail = f"{member}: {e.detail}"
             for c in todo:
                 c.record["provenance"] = {**prov, "server_command": server_cmd}
                 c.finish("failed", e.reason, f"server did not start: {e.detail}", e.returncode, tail)
@@ -216,7 +240,7 @@ def run_session(
         for c in todo:
             c.record["provenance"] = {**prov, "server_command": server_cmd, "server_port": server.port}
             if not server.alive():
-                rc = server.proc.returncode
+                rc = _returncode(server)
                 c.finish(
                     "failed",
                     "server_died",
@@ -272,6 +296,14 @@ def run_session(
             session["teardown_s"] = server.stopped_s
         sampler.stop()
     return _write_session(sdir, session, t_start, status="done")
+
+
+def _returncode(server):
+    """Exit code of a dead server, or of the dead member of a layout."""
+    if hasattr(server, "dead_member"):
+        dead = server.dead_member()
+        return dead[1] if dead else server.returncode
+    return server.proc.returncode
 
 
 def _scrape_or_none(base_url: str, path: str):
@@ -331,7 +363,10 @@ def _run_one(
         if fault == "kill_server":
             # a real failure for tests: the server's whole group is killed while the client loads it
             time.sleep(3.0)
-            kill_group(server.proc, grace_s=0.0)
+            if hasattr(server, "kill"):
+                server.kill("decode" if "decode" in server.members else next(iter(server.members)))
+            else:
+                kill_group(server.proc, grace_s=0.0)
         rc = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         kill_group(proc)
@@ -343,12 +378,16 @@ def _run_one(
     c.t_wall = (t_wall0, t_wall1)
     tail = log_tail(clog)
     if not server.alive():
+        dead = server.dead_member() if hasattr(server, "dead_member") else None
+        who = f"the layout's {dead[0]} server" if dead else "the server"
         c.finish(
             "failed",
             "server_died",
-            f"the server exited with {server.proc.returncode} during this cell",
-            server.proc.returncode,
-            tail + "\n--- server.log ---\n" + log_tail(server.log),
+            f"{who} exited with {_returncode(server)} during this cell",
+            _returncode(server),
+            tail
+            + f"\n--- {Path(server.log).name} ---\n"
+            + (server.log_tail() if hasattr(server, "log_tail") else log_tail(server.log)),
         )
         return
     if rc is None:

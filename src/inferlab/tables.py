@@ -1,4 +1,5 @@
-"""Table helpers shared by the weeks: how a cell is shown, Markdown/CSV output."""
+"""Table helpers: how a cell is shown (its number, or what happened instead), Markdown/CSV output.
+The tables themselves are declared in the week files and built by inferlab.report."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
-from .io import atomic_path
 
 NOT_IN_MATRIX = "n/a"
 
@@ -30,22 +30,6 @@ def show(row: pd.Series | None, fmt: str = "{:.2f}") -> str:
     return fmt.format(v)
 
 
-def lookup(df: pd.DataFrame, **eq) -> pd.Series | None:
-    """The first row matching every ``column=value``: numbers compare as numbers, anything else as
-    text (a request rate column holds 1, 4, 10 and "inf")."""
-    m = pd.Series(True, index=df.index)
-    for k, v in eq.items():
-        col = df[k]
-        if pd.api.types.is_numeric_dtype(col) and not isinstance(v, str):
-            m &= col == v
-        else:
-            m &= col.astype(str) == str(v)
-    sub = df[m]
-    if sub.empty:
-        return None
-    return sub.iloc[0]
-
-
 def to_markdown(df: pd.DataFrame) -> str:
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
@@ -61,15 +45,3 @@ def write_table(df: pd.DataFrame, outdir: Path, name: str, title: str, notes: li
     with io.atomic_path(outdir / f"{name}.csv") as tmp:
         df.to_csv(tmp, index=False)
     return {"name": name, "title": title, "markdown": md}
-
-
-def save_figure(fig, path: Path, note: str = "") -> None:
-    """Write a figure atomically; ``note`` names what could not be plotted, under the plot."""
-    if note:
-        fig.text(0.01, 0.01, f"not plotted: {note}"[:160], fontsize=7, color="firebrick")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)

@@ -1,0 +1,688 @@
+"""The processes of one engine configuration, started and stopped as one unit (a *layout*).
+
+- ``single``: one server (:class:`~inferlab.server.Server`).
+- ``pd``: disaggregated prefill/decode: a prefill server, a decode server and a proxy in front of
+  them (:mod:`inferlab.pd_proxy`), whose URL is the layout's ``base_url``. The prefill server is
+  the KV producer, the decode server the consumer:
+
+  - ``ExampleConnector`` (runs on the CPU): vLLM's reference connector. The prefill server writes
+    each new prompt's KV, one safetensors file per layer, under ``<folder>/kv/<hash of the prompt's
+    tokens>/``; the decode server looks the same hash up and loads it (log ``External Cache Hit!``,
+    ``Inject KV cache of N tokens``; metric ``vllm:external_prefix_cache_hits_total``). Only whole
+    blocks move: N = ((prompt_len - 2) // block_size) * block_size, so a prompt must be longer than
+    one block plus one token (129 tokens with vLLM's CPU block size of 128) for anything to move.
+    The proxy's ``/reset_prefix_cache`` empties that folder too.
+  - ``NixlConnector`` (GPUs; needs the ``nixl`` package): ``kv_producer`` / ``kv_consumer`` (vLLM
+    0.32 warns that ``kv_both`` is deprecated for NIXL), one NIXL side-channel port per server
+    (``VLLM_NIXL_SIDE_CHANNEL_PORT``, a free range: vLLM adds the data-parallel rank),
+    ``UCX_NET_DEVICES=all`` unless set, and the proxy passes ``kv_transfer_params`` from the prefill
+    response to the decode request (as vLLM's ``toy_proxy_server.py`` does). Without ``nixl`` in
+    the engine's environment :func:`start_pd` raises :class:`LayoutError` (``unsupported``) before
+    anything starts.
+
+Every process gets its own process group (teardown reaches its workers and nothing else), a free
+port, and ``NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1`` (NVLink
+multicast off: required on the lent multi-GPU machines, harmless elsewhere). On GPUs the prefill
+server takes the first of the job's devices and the decode server the next ones.
+
+Ready means every member is alive and answers its health endpoint (the proxy's ``/health`` is 200
+only when both servers' are), all before one shared deadline. A member that dies while the others
+load fails the start at once, typed, with its name and exit code, and the others are torn down.
+Once running, a watcher notices a member's death within a second: ``alive()`` turns false,
+``dead_member()`` names it with its exit code, and the other members are torn down.
+``stop()`` tears every member down (its group killed and waited for) and waits for the GPUs'
+memory to drain back to what it was before the start.
+
+The serving session uses a layout as it used one :class:`Server`::
+
+    with layouts.start(kind, engine, model, args, folder, env, timeout, layout_spec=spec) as lay:
+        ... client against lay.base_url ...; lay.alive(); lay.dead_member(); lay.logs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .pd_proxy import clear_dir
+from .runner import _group_alive, kill_group, log_tail, spawn
+from .server import HOST, Server, ServerError, free_port, gpu_memory_used_mib, http_get, wait_gpu_drained
+
+#: NVLink multicast off in every process of a layout (NCCL NVLS, torch symmetric memory, NVSHMEM)
+LAYOUT_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+KINDS = ("single", "pd")
+CONNECTORS = ("ExampleConnector", "NixlConnector")
+ROLES = {"prefill": "kv_producer", "decode": "kv_consumer"}
+KV_DIR = "kv"  # ExampleConnector's shared storage, under the layout's folder
+PROXY_MODULE = "inferlab.pd_proxy"
+SRC = str(Path(__file__).resolve().parents[1])  # so `python -m inferlab.pd_proxy` imports this copy
+
+
+class LayoutError(ServerError):
+    """A layout did not come up (or cannot run here). ``reason`` is a record reason (engine_error,
+    oom, timeout, unsupported, resources); ``member`` names the process that failed, if one did."""
+
+    def __init__(self, reason: str, detail: str, returncode: int | None = None, member: str | None = None):
+        super().__init__(reason, detail, returncode)
+        self.member = member
+
+
+@dataclass
+class MemberPlan:
+    """How one member of a layout is started."""
+
+    name: str
+    cmd: list[str]
+    env: dict
+    port: int
+    health_path: str = "/health"
+    devices: list[str] | None = None
+
+
+# -- command construction (pure: unit-tested) ----------------------------------------------------
+def cli_args(args: dict) -> dict:
+    """Engine args with dict/list values as compact JSON (``--kv-transfer-config '{...}'``)."""
+    return {k: json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v for k, v in args.items()}
+
+
+def kv_transfer_config(connector: str, member: str, folder: Path | str) -> dict:
+    """The ``--kv-transfer-config`` of the prefill or decode server."""
+    cfg = {"kv_connector": connector, "kv_role": ROLES[member]}
+    if connector == "ExampleConnector":
+        cfg["kv_connector_extra_config"] = {"shared_storage_path": str(Path(folder).absolute() / KV_DIR)}
+    return cfg
+
+
+def devices_per_server(args: dict) -> int:
+    """Devices one server takes: tensor x pipeline x data parallel sizes."""
+    n = 1
+    for k in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size"):
+        v = args.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 1:
+            n *= v
+    return n
+
+
+def member_args(server_args: dict, layout_spec: dict, member: str, folder: Path | str) -> dict:
+    """The configuration's engine args, the member's own over them, and its KV connector
+    (a ``kv_transfer_config`` the layout spec gives the member wins)."""
+    own = dict(layout_spec.get(member) or {})
+    args = {**server_args, **own}
+    if "kv_transfer_config" not in own:
+        args["kv_transfer_config"] = kv_transfer_config(
+            layout_spec.get("connector", "ExampleConnector"), member, folder
+        )
+    return cli_args(args)
+
+
+def pd_plan(
+    engine,
+    model_path,
+    server_args: dict,
+    layout_spec: dict,
+    folder: Path | str,
+    env: dict,
+    ports: dict,
+    side_ports: dict | None = None,
+    devices: list[str] | None = None,
+    python: str = sys.executable,
+) -> dict[str, MemberPlan]:
+    """The three members' commands and environments (``ports``: prefill, decode, proxy;
+    ``side_ports``: the NIXL side-channel base port of prefill and decode; ``devices``: the job's
+    GPU ids, prefill first)."""
+    connector = layout_spec.get("connector", "ExampleConnector")
+    if connector not in CONNECTORS:
+        raise LayoutError("unsupported", f"pd layout: connector {connector!r} is not one of {', '.join(CONNECTORS)}")
+    folder = Path(folder).absolute()
+    base = {**env, **LAYOUT_ENV}
+    plans: dict[str, MemberPlan] = {}
+    offset = 0
+    for m in ("prefill", "decode"):
+        args = member_args(server_args, layout_spec, m, folder)
+        menv = dict(base)
+        devs = None
+        if devices is not None:
+            n = devices_per_server({**server_args, **(layout_spec.get(m) or {})})
+            devs = [str(d) for d in devices[offset : offset + n]]
+            if len(devs) < n:
+                raise LayoutError(
+                    "resources", f"pd layout: the {m} server needs {n} devices; the job has {list(devices)}"
+                )
+            offset += n
+            menv["CUDA_VISIBLE_DEVICES"] = ",".join(devs)
+        if connector == "NixlConnector":
+            if not side_ports or m not in side_ports:
+                raise ValueError("NixlConnector needs a side-channel port per server")
+            menv["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(side_ports[m])
+            menv["VLLM_NIXL_SIDE_CHANNEL_HOST"] = HOST
+            menv.setdefault("UCX_NET_DEVICES", "all")
+        cmd = engine.serve_command(model_path, HOST, ports[m], args)
+        plans[m] = MemberPlan(m, cmd, menv, ports[m], engine.health_path, devs)
+    penv = dict(base)
+    penv["PYTHONPATH"] = os.pathsep.join([SRC] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    pcmd = [
+        python,
+        "-m",
+        PROXY_MODULE,
+        "--prefill",
+        f"http://{HOST}:{ports['prefill']}",
+        "--decode",
+        f"http://{HOST}:{ports['decode']}",
+        "--port",
+        str(ports["proxy"]),
+        "--host",
+        HOST,
+        "--connector",
+        connector,
+    ]
+    if connector == "ExampleConnector":
+        pcmd += ["--kv-dir", str(folder / KV_DIR)]
+    plans["proxy"] = MemberPlan("proxy", pcmd, penv, ports["proxy"], "/health")
+    return plans
+
+
+# -- the running unit ----------------------------------------------------------------------------
+@dataclass(eq=False)
+class Layout:
+    """Running members of one engine configuration; use as a context manager to stop them."""
+
+    kind: str
+    members: dict[str, Server]
+    entry: str  # the member whose URL clients use (proxy / server)
+    primary: str  # the engine member whose log and process stand for the layout (decode / server)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    folder: Path | None = None
+    connector: str | None = None
+    ready_s: float | None = None
+    stopped_s: float | None = None
+    drain: dict = field(default_factory=dict)
+    gpu_baselines: dict = field(default_factory=dict)  # NVML index -> MiB used before the start
+    _dead: tuple | None = None
+    _dead_at: float | None = None
+    _stopping: bool = False
+
+    def __post_init__(self):
+        self._lock = threading.RLock()
+        self._halt = threading.Event()
+        self._watcher = None
+
+    # -- what the session reads ------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return self.members[self.entry].base_url
+
+    @property
+    def port(self) -> int:
+        return self.members[self.entry].port
+
+    @property
+    def logs(self) -> dict[str, Path]:
+        return {n: m.log for n, m in self.members.items()}
+
+    @property
+    def log(self) -> Path:
+        return self.members[self.primary].log
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        """The primary engine member's process (a single server's; the decode server's)."""
+        return self.members[self.primary].proc
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of the member that died (None while all run)."""
+        d = self.dead_member()
+        return None if d is None else d[1]
+
+    def alive(self) -> bool:
+        self._check()
+        return self._dead is None and all(m.alive() for m in self.members.values())
+
+    def healthy(self, timeout: float = 5.0) -> bool:
+        return self.alive() and http_get(self.base_url + self.members[self.entry].health_path, timeout)[0] == 200
+
+    def dead_member(self) -> tuple[str, int] | None:
+        """(name, exit code) of the first member seen dead while the layout ran, else None."""
+        self._check()
+        return self._dead
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Every member's log tail under a header, the dead member's first."""
+        names = list(self.members)
+        if self._dead:
+            names.remove(self._dead[0])
+            names.insert(0, self._dead[0])
+        if len(names) == 1:
+            return log_tail(self.members[names[0]].log, lines)
+        return "\n".join(
+            f"--- {n} ({self.members[n].log.name}) ---\n{log_tail(self.members[n].log, lines)}" for n in names
+        )
+
+    def describe(self) -> dict:
+        """What a session record keeps about the layout."""
+        return {
+            "kind": self.kind,
+            "connector": self.connector,
+            "base_url": self.base_url,
+            "ports": {n: m.port for n, m in self.members.items()},
+            "ready_s": self.ready_s,
+            "members_ready_s": {n: m.ready_s for n, m in self.members.items()},
+            "commands": self.commands,
+            "logs": {n: m.log.name for n, m in self.members.items()},
+            "dead_member": list(self._dead) if self._dead else None,
+        }
+
+    # -- failure ---------------------------------------------------------------------------------
+    def kill(self, member: str, sig: int = signal.SIGKILL) -> None:
+        """Signal one member's whole group (fault injection: a real failure for tests)."""
+        try:
+            os.killpg(self.members[member].proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _check(self) -> None:
+        with self._lock:
+            if self._dead is not None or self._stopping:
+                return
+            for name, m in self.members.items():
+                rc = m.proc.poll()
+                if rc is not None:
+                    self._dead, self._dead_at = (name, rc), time.monotonic()
+                    break
+            else:
+                return
+        # a member died: the others go too (they cannot serve the layout without it)
+        _kill_members([m for n, m in self.members.items() if n != self._dead[0]], grace_s=10.0)
+
+    def _watch(self) -> None:
+        while not self._halt.wait(0.5):
+            self._check()
+            if self._dead is not None:
+                return
+
+    def watch(self) -> Layout:
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name=f"layout-{self.kind}-watch", daemon=True)
+            self._watcher.start()
+        return self
+
+    # -- start ---------------------------------------------------------------------------------
+    def _wait_ready(self, deadline: float, timeout_s: float, classify) -> None:
+        """Every member alive and healthy before ``deadline``; a death fails at once."""
+        pending = dict(self.members)
+        t0 = min(m.started for m in self.members.values())
+        while True:
+            for name, m in self.members.items():
+                rc = m.proc.poll()
+                if rc is not None:
+                    text = log_tail(m.log, 400)
+                    reason = classify(rc, text) if name != "proxy" else "engine_error"
+                    self._dead = (name, rc)
+                    raise LayoutError(
+                        reason, f"the {name} server exited with {rc} before the layout was ready", rc, member=name
+                    )
+            for name in list(pending):
+                if name == "proxy" and len(pending) > 1:
+                    continue  # its health asks both servers: only once they answer
+                m = pending[name]
+                if http_get(m.base_url + m.health_path, timeout=10.0 if name == "proxy" else 2.0)[0] == 200:
+                    m.ready_s = round(time.monotonic() - t0, 3)
+                    del pending[name]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                first = next(iter(pending))
+                raise LayoutError(
+                    "timeout",
+                    f"layout not ready within {timeout_s:g} s (readiness timeout; not ready: {', '.join(pending)})",
+                    member=first,
+                )
+            time.sleep(0.5)
+
+    # -- stop ------------------------------------------------------------------------------------
+    def stop(self, grace_s: float = 20.0, drain_timeout_s: float = 60.0) -> dict:
+        """Tear every member down (each group killed and waited for), then wait for the GPUs'
+        memory to drain. Returns (and keeps in ``drain``) what happened; a second call returns it."""
+        if self.stopped_s is not None:
+            return self.drain
+        self._check()  # a death seen now is still reported as such
+        with self._lock:
+            self._stopping = True
+        self._halt.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=30)
+        t0 = time.monotonic()
+        gone = _kill_members(list(self.members.values()), grace_s=grace_s)
+        drained = _drain(self.gpu_baselines, drain_timeout_s)
+        self.stopped_s = round(time.monotonic() - t0, 3)
+        per = {}
+        for n, m in self.members.items():
+            m.stopped_s = self.stopped_s
+            m.drain = {"group_gone": gone[id(m)], "returncode": m.proc.returncode}
+            per[n] = m.drain
+        self.drain = {
+            "group_gone": all(v["group_gone"] for v in per.values()),
+            "members": per,
+            "dead_member": list(self._dead) if self._dead else None,
+            **drained,
+        }
+        return self.drain
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.stopped_s is None:
+            self.stop()
+
+
+def _kill_members(members: list[Server], grace_s: float) -> dict:
+    """TERM every member's group at once, then wait for (and KILL) each; id(member) -> gone."""
+    for m in members:
+        if m.proc.poll() is None or _group_alive(m.proc.pid):
+            try:
+                os.killpg(m.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    out = {}
+    for m in members:
+        kill_group(m.proc, grace_s=grace_s)
+        out[id(m)] = not _group_alive(m.proc.pid)
+    return out
+
+
+def _drain(baselines: dict, timeout_s: float) -> dict:
+    if not baselines:
+        return wait_gpu_drained(None, None, 0)
+    per = {i: wait_gpu_drained(i, b, timeout_s) for i, b in baselines.items()}
+    states = {v.get("gpu_drain") for v in per.values()}
+    overall = "ok" if states == {"ok"} else ("timeout" if "timeout" in states else sorted(states)[0])
+    return {"gpu_drain": overall, "gpu_drain_per_index": {str(i): v for i, v in per.items()}}
+
+
+# -- start ---------------------------------------------------------------------------------------
+def start(
+    kind: str,
+    engine,
+    model_path,
+    server_args: dict,
+    folder: Path | str,
+    env: dict,
+    ready_timeout_s: float,
+    layout_spec: dict | None = None,
+    gpu_index: int | None = None,
+    cwd: Path | str | None = None,
+    classify=None,
+    **kw,
+) -> Layout:
+    """Start the layout ``kind`` (``single`` or ``pd``) of one engine configuration and wait until
+    it is ready. Raises :class:`LayoutError` (a :class:`ServerError`)."""
+    spec = dict(layout_spec or {"kind": kind})
+    if kind == "single":
+        return start_single(engine, model_path, server_args, folder, env, ready_timeout_s, gpu_index, cwd, classify)
+    if kind == "pd":
+        return start_pd(
+            engine,
+            model_path,
+            server_args,
+            spec,
+            folder,
+            env,
+            ready_timeout_s,
+            gpu_index,
+            cwd=cwd,
+            classify=classify,
+            **kw,
+        )
+    raise LayoutError("unsupported", f"layout {kind!r} has no runner (runs: {', '.join(KINDS)})")
+
+
+def start_single(
+    engine,
+    model_path,
+    server_args: dict,
+    folder: Path | str,
+    env: dict,
+    ready_timeout_s: float,
+    gpu_index: int | None = None,
+    cwd: Path | str | None = None,
+    classify=None,
+    log_name: str = "server.log",
+) -> Layout:
+    """One server, wrapped as a layout (member ``server``)."""
+    folder = Path(folder).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    cmds: dict[str, list[str]] = {}
+    args = cli_args(server_args)
+
+    def make_cmd(port):
+        cmds["server"] = engine.serve_command(model_path, HOST, port, args)
+        return cmds["server"]
+
+    t0 = time.monotonic()
+    try:
+        srv = Server.start(
+            make_cmd,
+            folder / log_name,
+            {**env, **LAYOUT_ENV},
+            engine.health_path,
+            ready_timeout_s,
+            cwd=cwd or folder,
+            classify=classify or engine.classify_failure,
+            gpu_index=gpu_index,
+        )
+    except ServerError as e:
+        raise LayoutError(e.reason, e.detail, e.returncode, "server") from e
+    lay = Layout("single", {"server": srv}, "server", "server", cmds, folder)
+    lay.ready_s = round(time.monotonic() - t0, 3)
+    if gpu_index is not None and srv.gpu_baseline_mib is not None:
+        lay.gpu_baselines = {gpu_index: srv.gpu_baseline_mib}
+    return lay.watch()
+
+
+def start_pd(
+    engine,
+    model_path,
+    server_args: dict,
+    layout_spec: dict,
+    folder: Path | str,
+    env: dict,
+    ready_timeout_s: float,
+    gpu_index: int | None = None,
+    *,
+    cwd: Path | str | None = None,
+    classify=None,
+    devices: list[str] | None = None,
+    bind_retries: int = 3,
+    python: str = sys.executable,
+) -> Layout:
+    """A prefill server, a decode server and the proxy between them, ready before one deadline.
+
+    ``server_args``: the configuration's engine args (vLLM's names); ``layout_spec``: ``{"kind":
+    "pd", "connector": ..., "prefill": {args over server_args}, "decode": {...}}``; logs
+    ``prefill.log``, ``decode.log``, ``proxy.log`` in ``folder``. ``gpu_index``: the NVML index of
+    the job's first GPU (None on CPU); ``devices``: the job's GPU ids (default: its
+    ``CUDA_VISIBLE_DEVICES``, else every GPU NVML sees)."""
+    connector = layout_spec.get("connector", "ExampleConnector")
+    if connector not in CONNECTORS:
+        raise LayoutError("unsupported", f"pd layout: connector {connector!r} is not one of {', '.join(CONNECTORS)}")
+    if connector == "NixlConnector":
+        ok, why = nixl_available(engine, env)
+        if not ok:
+            raise LayoutError("unsupported", why)
+    folder = Path(folder).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    if connector == "ExampleConnector":
+        # a previous run's KV would be loaded instead of computed, by both servers: start empty
+        (folder / KV_DIR).mkdir(exist_ok=True)
+        clear_dir(folder / KV_DIR)
+    classify = classify or engine.classify_failure
+    if devices is None and gpu_index is not None:
+        devices = job_devices(env)
+    baselines = {}
+    for i in nvml_indices(devices, gpu_index):
+        used = gpu_memory_used_mib(i)
+        if used is not None:
+            baselines[i] = used
+    logs = {m: folder / f"{m}.log" for m in ("prefill", "decode", "proxy")}
+    last: LayoutError | None = None
+    for attempt in range(bind_retries):
+        ports = _distinct_ports(3)
+        side = None
+        if connector == "NixlConnector":
+            side = {
+                m: free_port_range(devices_per_server({**server_args, **(layout_spec.get(m) or {})}))
+                for m in ("prefill", "decode")
+            }
+        plans = pd_plan(
+            engine,
+            model_path,
+            server_args,
+            layout_spec,
+            folder,
+            env,
+            dict(zip(("prefill", "decode", "proxy"), ports, strict=True)),
+            side,
+            devices,
+            python,
+        )
+        t0 = time.monotonic()
+        members: dict[str, Server] = {}
+        offsets = {}
+        try:
+            for name, p in plans.items():
+                logs[name].parent.mkdir(parents=True, exist_ok=True)
+                offsets[name] = logs[name].stat().st_size if logs[name].exists() else 0
+                try:
+                    proc = spawn(p.cmd, logs[name], p.env, cwd or folder, mode="ab")
+                except OSError as e:  # e.g. the engine's binary is missing
+                    raise LayoutError("engine_error", f"could not start the {name} server: {e}", member=name) from e
+                members[name] = Server(proc, p.port, logs[name], p.health_path, t0)
+            lay = Layout(
+                "pd",
+                members,
+                "proxy",
+                "decode",
+                {n: p.cmd for n, p in plans.items()},
+                folder,
+                connector,
+                gpu_baselines=baselines,
+            )
+            lay._wait_ready(t0 + ready_timeout_s, ready_timeout_s, classify)
+            lay.ready_s = round(time.monotonic() - t0, 3)
+            return lay.watch()
+        except LayoutError as e:
+            _kill_members(list(members.values()), grace_s=10.0)
+            last = e
+            if e.member and "address already in use" in _since(logs[e.member], offsets.get(e.member, 0)).lower():
+                if attempt + 1 < bind_retries:
+                    continue  # lost a bind race to another job: fresh ports
+            raise
+        except BaseException:
+            _kill_members(list(members.values()), grace_s=5.0)
+            raise
+    raise last  # pragma: no cover
+
+
+def _since(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()[-65536:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _distinct_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        p = free_port()
+        if p not in ports:
+            ports.append(p)
+    return ports
+
+
+def free_port_range(n: int, tries: int = 200) -> int:
+    """A base port such that base .. base+n-1 are all free (NIXL's side channel adds the rank)."""
+    import socket
+
+    for _ in range(tries):
+        base = free_port()
+        if base + n - 1 > 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind((HOST, p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise LayoutError("resources", f"no {n} consecutive free ports found")
+
+
+def job_devices(env: dict) -> list[str] | None:
+    """The job's GPU ids: its CUDA_VISIBLE_DEVICES, else every GPU NVML sees (None: none)."""
+    vis = env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if vis is not None and vis.strip():
+        return [d.strip() for d in vis.split(",") if d.strip()]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return [str(i) for i in range(pynvml.nvmlDeviceGetCount())] or None
+    except Exception:
+        return None
+
+
+def nvml_indices(devices: list[str] | None, gpu_index: int | None) -> list[int]:
+    """NVML indices of ``devices`` (digits are taken as indices; UUIDs are looked up)."""
+    if gpu_index is None:
+        return []
+    if not devices:
+        return [gpu_index]
+    out = []
+    for d in devices:
+        if d.isdigit():
+            out.append(int(d))
+            continue
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            for i in range(pynvml.nvmlDeviceGetCount()):
+                u = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))
+                u = u.decode() if isinstance(u, bytes) else u
+                if u.startswith(d) or d.startswith(u):
+                    out.append(i)
+                    break
+        except Exception:
+            continue
+    return out or [gpu_index]
+
+
+def nixl_available(engine, env: dict | None = None) -> tuple[bool, str]:
+    """Whether the engine's Python can find the ``nixl`` package (NixlConnector needs it)."""
+    py = engine.python
+    code = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('nixl') else 3)"
+    try:
+        r = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"NixlConnector: could not ask {py} for the nixl package: {e}"
+    if r.returncode == 0:
+        return True, ""
+    if r.returncode == 3:
+        return False, f"NixlConnector needs the nixl package (vLLM requirements/kv_connectors.txt); {py} has none"
+    tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
+    return False, f"NixlConnector: {py} failed to look for nixl: {tail[0]}"

@@ -1,0 +1,91 @@
+"""Checking a week's declarations (``tables:``, ``figures:``, ``claims:``, ``joins:``) and the
+course's reference rows against src/inferlab/schemas/report.schema.yaml, plus what a schema cannot
+say (a custom function that exists, an expression that parses, a joined week that is declared).
+Every error is a ConfigError naming the file and the key."""
+
+from __future__ import annotations
+
+import jsonschema
+
+from .. import config
+from ..errors import ConfigError
+from . import columns
+
+_SCHEMA = None
+
+
+def _schema() -> dict:
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = config._schema("report")
+    return _SCHEMA
+
+
+def _validate(data, ref: str | None, file) -> None:
+    schema = _schema() if ref is None else {"$ref": f"#/$defs/{ref}", "$defs": _schema()["$defs"]}
+    errors = sorted(config._Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        msg = best.message
+        if best.validator == "additionalProperties":
+            msg = f"unknown key: {msg}"
+        raise ConfigError(file, config._key_path(best.absolute_path), msg)
+
+
+def validate_reference(rows, file) -> None:
+    _validate(rows, "reference", file)
+
+
+def check(doc: dict, file="config/weeks") -> dict:
+    """Validate a week document's report declarations (defaults filled in); returns ``doc``."""
+    part = {k: doc[k] for k in ("tables", "figures", "claims") if k in doc}
+    _validate(part, None, file)
+    from . import custom
+
+    joins = set(doc.get("joins") or [])
+    for key, t in (doc.get("tables") or {}).items():
+        where = f"tables.{key}"
+        if t["kind"] == "custom" and t["function"] not in custom.FUNCTIONS:
+            raise ConfigError(
+                file,
+                f"{where}.function",
+                f"unknown custom function {t['function']!r} (known: {', '.join(custom.FUNCTIONS)})",
+            )
+        cols = (
+            t.get("columns")
+            if isinstance(t.get("columns"), list) and t["columns"] and isinstance(t["columns"][0], dict)
+            else []
+        )
+        for name in ("add", "before", "after"):
+            cols = cols + list(t.get(name) or [])
+        for i, c in enumerate(cols):
+            if "expr" in c:
+                try:
+                    columns.parse_expr(c["expr"])
+                except (SyntaxError, ValueError) as e:
+                    raise ConfigError(file, f"{where}.columns[{i}].expr", str(e)) from None
+            if c.get("week") and c["week"] != doc.get("week") and c["week"] not in joins:
+                raise ConfigError(
+                    file, f"{where}.columns[{i}].week", f"{c['week']} is not in this week's joins: {sorted(joins)}"
+                )
+        for ax in t.get("rows") or []:
+            if isinstance(ax, dict):
+                for lv in ax["levels"]:
+                    if lv.get("week") and lv["week"] != doc.get("week") and lv["week"] not in joins:
+                        raise ConfigError(
+                            file, f"{where}.rows", f"{lv['week']} is not in this week's joins: {sorted(joins)}"
+                        )
+        if t["kind"] == "vs_theory" and t["theory"] not in columns.THEORY:
+            raise ConfigError(file, f"{where}.theory", f"unknown theory quantity (known: {', '.join(columns.THEORY)})")
+    for key, f in (doc.get("figures") or {}).items():
+        vl = f.get("vlines") or {}
+        if "theory" in vl and vl["theory"] not in columns.THEORY:
+            raise ConfigError(
+                file, f"figures.{key}.vlines.theory", f"unknown theory quantity (known: {', '.join(columns.THEORY)})"
+            )
+    return doc
+
+
+def captions(doc: dict) -> dict:
+    """Figure name -> caption (written once, in the week file)."""
+    return {k: f["caption"] for k, f in (doc.get("figures") or {}).items()}
