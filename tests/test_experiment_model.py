@@ -23,7 +23,7 @@ experiments:
     engines: [vllm]
     server_sweep: {enable_prefix_caching: [true, false]}
     sweep: {request_rate: [inf]}
-    fixed: {dataset: sharegpt-synthetic, num_prompts: 6, seed: 0}
+    fixed: {dataset: sharegpt-synthetic, num_prompts: 6, seed: 0, ignore_eos: true}
     engine_args: {max_model_len: 2048}
     warmup_requests: 1
     repeats: 2
@@ -81,6 +81,10 @@ def test_one_engine_start_per_server_configuration(work):
             m = {x["metric"]: x["value"] for x in c["server_metrics"]}
             assert m["server_requests"] == 6 + 1  # the measured prompts and the warm-up request
             assert (m["prefix_cache_queries"] > 0) is apc
+            # what was asked and what ran, by the server's own count (max_tokens vs generated)
+            ln = c["lengths"]
+            assert ln["requested"]["requests"] == ln["achieved"]["requests"] == 7
+            assert ln["achieved"]["output_tokens"] == ln["requested"]["output_tokens"] > 0  # EOS ignored
 
 
 def test_reset_makes_repeats_see_the_same_cache(work):
@@ -120,3 +124,4 @@ def test_extracted_rows_carry_axes_and_server_metrics(work):
     assert set(df[df.configuration == "tp2"]["status"]) == {"skipped"}
     assert {"kv_cache_capacity", "running_requests_max"} <= set(df["metric"])
     assert sorted(df[df.configuration == "apc"]["repeat"].unique().tolist()) == [1, 2]
+    assert set(df[df.configuration == "apc"]["lengths"]) == {"ok"}

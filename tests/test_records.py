@@ -108,3 +108,52 @@ def test_latency_command_carries_params_and_disables_prefix_cache(tmp_path):
     s = " ".join(cmd)
     assert "--batch-size 16 --input-len 128 --output-len 64 --num-iters 3" in s
     assert "--no-enable-prefix-caching" in s and "--dtype bfloat16" in s and "--output-json /o/raw.json" in s
+
+
+# -- achieved vs requested ------------------------------------------------------------------------
+def test_lengths_ok_mismatch_and_unknown():
+    ok = {"requested": {"output_tokens": 640, "requests": 10}, "achieved": {"output_tokens": 636, "requests": 10}}
+    assert records.check_lengths(ok) == "ok"  # 0.6% short: within the 2% tolerance
+    short = {"requested": {"output_tokens": 640, "requests": 10}, "achieved": {"output_tokens": 410, "requests": 10}}
+    assert records.check_lengths(short) == "mismatch: output_tokens 410 of 640 requested (-35.9%)"
+    assert records.check_lengths(None) is None  # the tool gives no count: not known, not "ok"
+
+
+def test_a_length_mismatch_is_flagged_in_rows_and_tables(tmp_path):
+    from inferlab import tables
+
+    (tmp_path / "raw.json").write_text(SAMPLE.read_text())
+    lengths = {
+        "requested": {"prompt_tokens": 512, "output_tokens": 256},
+        "achieved": {"prompt_tokens": 512, "output_tokens": 100},
+        "source": "test",
+    }
+    df = records.normalize(records.record_to_frame(rec(lengths=lengths), tmp_path / "raw.json", VLLM(None, {})))
+    assert set(df["lengths"]) == {"mismatch: output_tokens 100 of 256 requested (-60.9%)"}
+    got = df.set_index("metric")
+    assert got.loc["requested_output_tokens", "value"] == 256 and got.loc["achieved_output_tokens", "value"] == 100
+    row = got.loc["latency_avg"]
+    assert tables.show(row).endswith("(LENGTHS: output_tokens 100 of 256 requested (-60.9%))")
+
+
+def test_server_length_deltas_from_vllm_histograms():
+    from inferlab import scrape
+
+    def prom(req, got, n):
+        return (
+            "# TYPE vllm:request_params_max_tokens histogram\n"
+            f'vllm:request_params_max_tokens_sum{{engine="0"}} {req}\n'
+            f'vllm:request_params_max_tokens_count{{engine="0"}} {n}\n'
+            "# TYPE vllm:request_generation_tokens histogram\n"
+            f'vllm:request_generation_tokens_sum{{engine="0"}} {got}\n'
+            f'vllm:request_generation_tokens_count{{engine="0"}} {n}\n'
+        )
+
+    d = scrape.length_deltas(scrape.parse_prometheus(prom(100, 90, 2)), scrape.parse_prometheus(prom(740, 500, 12)))
+    assert d["requested"] == {"output_tokens": 640, "requests": 10}
+    assert d["achieved"] == {"output_tokens": 410, "requests": 10}
+    assert records.check_lengths(d).startswith("mismatch: output_tokens 410 of 640")
+    assert (
+        scrape.length_deltas(scrape.parse_prometheus(prom(1, 1, 1)), scrape.parse_prometheus(prom(1, 1, 1)), "sglang")
+        is None
+    )

@@ -18,7 +18,7 @@ from . import engines as engines_mod
 from .engines import serving as serving_mod
 
 SCHEMA_VERSION = 3
-# v3: + columns configuration, repeat, measured_by; swept server arguments as param_<name> columns.
+# v3: + columns configuration, repeat, measured_by, lengths; swept server arguments as param_<name> columns.
 # v1: Week 3 (vllm bench latency). v2: + columns client, server_port, telemetry; serving, offline
 # throughput, NVML telemetry and kernel-time-share metrics. v1 files read as v2 with the new columns null.
 
@@ -62,7 +62,14 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "telemetry": ("string", "ok | unavailable: <why> (NVML GPU telemetry of the cell)"),
     "command": ("string", "the exact command line"),
     "measured_by": ("string", "driver (one engine start per configuration) | cli (one per cell) | server"),
+    "lengths": (
+        "string",
+        "achieved vs requested token counts: ok | mismatch: <what> (beyond LENGTH_TOLERANCE) | null = not known",
+    ),
 }
+# A cell whose achieved output (or prompt) tokens differ from the requested by more than this
+# fraction is flagged (e.g. EOS ending generations early, a client truncating prompts)
+LENGTH_TOLERANCE = 0.02
 
 
 def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Engine | None = None) -> pd.DataFrame:
@@ -77,6 +84,7 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
         "measured_by": record.get("measured_by")
         or prov.get("measured_by")
         or ("server" if prov.get("client") else "cli"),
+        "lengths": check_lengths(record.get("lengths")),
         "status": record["status"],
         "reason": record.get("reason"),
         "detail": record.get("detail"),
@@ -128,6 +136,14 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
                 for m in extra
                 if m.get("value") is not None
             ]
+        ln = record.get("lengths") or {}
+        for side in ("requested", "achieved"):
+            for k in ("output_tokens", "prompt_tokens"):
+                v = (ln.get(side) or {}).get(k)
+                if v is not None:
+                    metrics = metrics + [
+                        {"metric": f"{side}_{k}", "value": float(v), "unit": "tokens", "definition": ln.get("source")}
+                    ]
         telem = record.get("telemetry") or {}
         for k, (unit, d) in serving_mod.TELEMETRY.items():
             if telem.get(k) is not None:
@@ -142,6 +158,26 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
     for k in sorted(axes):
         data[f"param_{k}"] = [axes[k]] * len(rows)
     return pd.DataFrame(data)
+
+
+def check_lengths(lengths: dict | None, tolerance: float = LENGTH_TOLERANCE) -> str | None:
+    """``ok``, or ``mismatch: ...`` naming what differs beyond ``tolerance``; None when the
+    cell's tool or engine gives no count to compare."""
+    if not lengths:
+        return None
+    req, got = lengths.get("requested") or {}, lengths.get("achieved") or {}
+    bad = []
+    for k in ("output_tokens", "prompt_tokens", "requests"):
+        r, a = req.get(k), got.get(k)
+        if r is None or a is None:
+            continue
+        if r == 0:
+            if a != 0:
+                bad.append(f"{k} {a:g} of 0 requested")
+            continue
+        if abs(a / r - 1) > tolerance:
+            bad.append(f"{k} {a:g} of {r:g} requested ({100 * (a / r - 1):+.1f}%)")
+    return "mismatch: " + "; ".join(bad) if bad else "ok"
 
 
 # what a column holds in rows written before it existed (v1/v2 files read as v3)
@@ -218,7 +254,9 @@ def schema_markdown() -> str:
         "- v2: + columns `client`, `server_port`, `telemetry`; serving, offline-throughput, telemetry and",
         "  kernel-time-share metrics. v1 files read as v2 with the new columns null.",
         "- v3: + columns `configuration` (engine configuration id: the swept server arguments, `default`",
-        "  when none), `repeat`, `measured_by`; swept server arguments become `param_<name>` columns like",
+        "  when none), `repeat`, `measured_by`, `lengths` (achieved vs requested tokens, flagged beyond",
+        f"  {100 * LENGTH_TOLERANCE:g}%: driver counts, or the server's max_tokens vs generated-tokens histograms);",
+        "  swept server arguments become `param_<name>` columns like",
         "  the tool's parameters (one column per axis). Older files read with `configuration` null.",
         "",
         "## Status and validity",

@@ -770,3 +770,34 @@ class GaugeSampler:
             )
         )
         return rows
+
+
+# -- achieved vs requested lengths ----------------------------------------------------------------
+# vLLM observes, for every finished request, the max_tokens it asked for and the tokens it generated
+# (histograms; their _sum series are counters): the server's own account of what was asked and what
+# ran, whatever the dataset or client.
+LENGTH_SERIES = {
+    "vllm": {
+        "requests": "vllm:request_params_max_tokens_count",
+        "requested_output_tokens": "vllm:request_params_max_tokens_sum",
+        "achieved_output_tokens": "vllm:request_generation_tokens_sum",
+        "achieved_requests": "vllm:request_generation_tokens_count",
+    },
+}
+
+
+def length_deltas(before: Metrics, after: Metrics, engine: str = "vllm") -> dict | None:
+    """``{"requested": {"output_tokens", "requests"}, "achieved": {...}, "source"}`` over the
+    cell, from the server's histograms; None where the engine exposes no such series (SGLang) or a
+    scrape shows a restart."""
+    series = LENGTH_SERIES.get(engine)
+    if not series:
+        return None
+    d = counter_deltas(before, after, series.values(), on_reset="flag")
+    if any(v is None for v in d.values()):
+        return None
+    return {
+        "requested": {"output_tokens": d[series["requested_output_tokens"]], "requests": d[series["requests"]]},
+        "achieved": {"output_tokens": d[series["achieved_output_tokens"]], "requests": d[series["achieved_requests"]]},
+        "source": f"server /metrics: Δ{series['requested_output_tokens']} vs Δ{series['achieved_output_tokens']}",
+    }

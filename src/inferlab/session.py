@@ -325,6 +325,9 @@ def _server_metrics(c: _Cell, engine, server: Server, before, gauges) -> None:
         )
     else:
         rows += scrape.cell_rows(before, after, engine.metrics_dialect, on_reset="flag")
+        lengths = scrape.length_deltas(before, after, engine.metrics_dialect)
+        if lengths is not None:
+            c.record["lengths"] = lengths
     if c.t_wall:
         rows += gauges.rows(*c.t_wall)
     c.record["server_metrics"] = rows

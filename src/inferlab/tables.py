@@ -27,6 +27,10 @@ def show(row: pd.Series | None, fmt: str = "{:.2f}") -> str:
     v = row["value"]
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "FAILED (no value)"
+    lengths = row.get("lengths") if hasattr(row, "get") else None
+    if isinstance(lengths, str) and lengths.startswith("mismatch"):
+        # measured, but not what was asked (e.g. EOS ended generations early): shown, flagged
+        return f"{fmt.format(v)} (LENGTHS: {lengths[len('mismatch: ') :]})"
     return fmt.format(v)
 
 
