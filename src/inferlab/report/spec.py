@@ -83,9 +83,48 @@ def check(doc: dict, file="config/weeks") -> dict:
             raise ConfigError(
                 file, f"figures.{key}.vlines.theory", f"unknown theory quantity (known: {', '.join(columns.THEORY)})"
             )
+    for key, c in (doc.get("claims") or {}).items():
+        cmp = c.get("compare")
+        if not cmp:
+            continue
+        for s in ("a", "b"):
+            side = cmp[s]
+            if "metric" not in side and "metric" not in cmp:
+                raise ConfigError(file, f"claims.{key}.compare.{s}", "no metric (name one here or in compare.metric)")
+            if side.get("week") and side["week"] != doc.get("week") and side["week"] not in joins:
+                raise ConfigError(
+                    file,
+                    f"claims.{key}.compare.{s}.week",
+                    f"{side['week']} is not in this week's joins: {sorted(joins)}",
+                )
     return doc
 
 
 def captions(doc: dict) -> dict:
     """Figure name -> caption (written once, in the week file)."""
     return {k: f["caption"] for k, f in (doc.get("figures") or {}).items()}
+
+
+def table_captions(doc: dict, levels: dict | None = None) -> dict:
+    """Table file name -> caption (its title, then its notes), for ``snakemake --report``. A
+    ``for_each`` table has one name per level of its axis: ``levels`` gives them (axis -> levels, e.g.
+    the run's matrix); a level the data lacks only leaves an unused entry."""
+    from .values import text
+
+    out = {}
+    for key, t in (doc.get("tables") or {}).items():
+        each = t.get("for_each")
+        fills = [{each: text(lv)} for lv in (levels or {}).get(each, [])] if each else [{}]
+        for fixed in fills:
+            name = columns.fill(t.get("name", key), fixed)
+            title = columns.fill(t.get("title", name), fixed)
+            out[name] = "\n\n".join([title, *(str(n) for n in t.get("notes") or [])])
+    return out
+
+
+_RST_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*`|_[]<>"})
+
+
+def rst_text(s: str) -> str:
+    """``s`` as literal reStructuredText (a caption's ``AI*`` or ``latency_floor_s`` kept as written)."""
+    return "\n\n".join(" ".join(p.split()).translate(_RST_SPECIAL) for p in str(s).split("\n\n"))
