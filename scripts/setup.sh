@@ -61,4 +61,12 @@ if [ "${INFERLAB_SKIP_ENGINE:-0}" != 1 ] && [ "$(cat .venv-sglang-client/.inferl
   .venv-sglang-client/bin/python src/inferlab/clients/sglang_bench.py --help > /dev/null
   echo "$want" > .venv-sglang-client/.inferlab-stamp
 fi
+# -- a headless browser for the HTML report's rendering test (tests/test_report_html.py) ----------
+# Best effort, as root on Debian only: without it that one check skips and says why.
+if [ "${INFERLAB_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium > /dev/null && [ "$(id -u)" = 0 ] \
+   && command -v apt-get > /dev/null; then
+  echo "[setup] chromium (headless check of the HTML report; ~1 min)"
+  (apt-get install -y -q chromium > /dev/null 2>&1 || { apt-get update -q > /dev/null 2>&1 \
+     && apt-get install -y -q chromium > /dev/null 2>&1; }) || echo "[setup] chromium not installed: that check will skip"
+fi
 echo "[setup] ready: .venv (workflow), .venv-vllm (engine), .venv-sglang-client (SGLang's client)"
