@@ -12,8 +12,10 @@ fi
 tac "$STARTED" | while read -r name pid; do
   [ -n "${pid:-}" ] || continue
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+  # Debian installs the daemons as /usr/sbin/slurmctld-wlm and slurmd-wlm: match the name with or
+  # without that suffix (and still only the pid this bring-up recorded)
   case "$exe" in
-    *"$name") kill -TERM "$pid" 2>/dev/null || true
+    *"/$name"|*"/$name-wlm") kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
       echo "[slurm-down] stopped $name ($pid)" ;;

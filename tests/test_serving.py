@@ -233,3 +233,17 @@ def test_serving_experiment_needs_a_known_dataset(catalog):
     f.write_text(f.read_text().replace("dataset: sharegpt\n", "dataset: sharegtp\n"))
     with pytest.raises(ConfigError, match=r"week01.yaml.*experiments.serving.fixed.dataset.*sharegtp"):
         load_preset(catalog)
+
+
+@pytest.mark.parametrize("text", ["Infinity", "[1, 2]", '"done"', "null"])
+def test_output_that_is_json_but_not_an_object_is_a_typed_parse_error(tmp_path, text):
+    """A raw output that parses as JSON but is no object (a bare Infinity, a list) is a parse error
+    naming what it is, for both engines' parsers, never an AttributeError from deep inside."""
+    from inferlab.engines.sglang import parse_bench_serving
+    from inferlab.engines.vllm import VLLM
+
+    with pytest.raises(ValueError, match="JSON but not an object"):
+        parse_bench_serving(text + "\n", {"num_prompts": 1})
+    (tmp_path / "raw.json").write_text(text)
+    with pytest.raises(ValueError, match="JSON but not an object"):
+        VLLM(None, {}).parse("bench_serving", tmp_path / "raw.json", {})

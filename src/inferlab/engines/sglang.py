@@ -128,6 +128,8 @@ def parse_bench_serving(text: str, params: dict) -> list[dict]:
     if not lines:
         raise ValueError("empty output file")
     data = json.loads(lines[-1])  # the file appends; this run wrote the last line (json accepts Infinity)
+    if not isinstance(data, dict):
+        raise ValueError(f"the last line is JSON but not an object ({type(data).__name__}: {lines[-1][:80]!r})")
     stats = {}
     for m, key in (("ttft", "ttft"), ("tpot", "tpot"), ("itl", "itl"), ("e2el", "e2e_latency")):
         stats[f"{m}_mean"] = data.get(f"mean_{key}_ms")

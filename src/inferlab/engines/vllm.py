@@ -166,6 +166,8 @@ class VLLM(Engine):
 
     def parse(self, tool, raw_path: Path, params: dict) -> list[dict]:
         data = json.loads(Path(raw_path).read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"{Path(raw_path).name} is JSON but not an object ({type(data).__name__})")
         if tool == "bench_serving":
             return parse_bench_serve(data)
         if tool == "vllm_bench_throughput":
