@@ -55,7 +55,8 @@ rule aggregate_week:
     conda:
         "../envs/workflow.yaml"
     params:
-        preset=config,
+        # the preset without `cells` (which cells this run measures says nothing about the tables)
+        preset=preset_for_tables(),
         joins=lambda w: week_joins(w.week),
         captions=lambda w: week_captions(w.week),
         table_captions=lambda w: week_table_captions(w.week),

@@ -126,7 +126,7 @@ def engine_identity(engine):
     env = setup.get("env")
     if env and not Path(env).is_absolute():
         env = str(Path(workflow.basedir) / env)
-    return il_identity.engine_identity(env)
+    return il_identity.engine_identity(env, setup.get("env_vars", {}).get("PYTHONPATH"))
 
 
 def configuration_spec(key):
@@ -257,3 +257,9 @@ def type_killed_cells():
         print(
             f"inferlab: {cell} typed {rec['reason']} from Slurm; run again to tabulate it"
         )
+
+
+def preset_for_tables():
+    """The preset as stage 4 sees it: without the run-scope `cells` selection, so rerunning one
+    cell alone does not make the next full run rebuild the tables for a changed parameter."""
+    return {k: v for k, v in config.items() if k != "cells"}

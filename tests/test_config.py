@@ -83,3 +83,39 @@ def test_missing_file(catalog):
     (catalog / "engines.yaml").unlink()
     with pytest.raises(ConfigError, match=r"engines.yaml: file not found"):
         load_preset(catalog)
+
+
+def test_weeks_all_picks_every_week_file(catalog):
+    """Adding a week is one file: a preset with `weeks: all` (the default) sees it without an edit."""
+    (catalog / "weeks" / "week04.yaml").write_text(
+        "week: week04\nexperiments:\n  x:\n    tool: vllm_bench_latency\n    engines: [vllm]\n"
+        "    sweep: {batch_size: [1]}\n    fixed: {input_len: 8, output_len: 8}\n"
+    )
+    cfg = load_preset(catalog, weeks="all")
+    assert list(cfg.weeks) == ["week01", "week02", "week03", "week04"]
+    import yaml
+
+    p = yaml.safe_load((catalog / "config.yaml").read_text())
+    p.pop("weeks")
+    p["catalog"] = str(catalog)
+    from inferlab import config as c
+
+    assert "week04" in c.load(p, base_dir=catalog.parent).weeks  # the default is all
+
+
+def test_engine_identity_follows_what_is_installed(tmp_path):
+    from inferlab import identity
+
+    site = tmp_path / "env" / "lib" / "python3.11" / "site-packages"
+    (site / "vllm-0.32.0.dist-info").mkdir(parents=True)
+    (site / "torch-2.13.0.dist-info").mkdir()
+    a = identity.environment(str(tmp_path / "env"))
+    assert a["key_versions"] == {"vllm": "0.32.0", "torch": "2.13.0"} and a["distributions"] == 2
+    (site / "vllm-0.32.0.dist-info").rename(site / "vllm-0.33.0.dist-info")  # an upgrade
+    identity.environment.cache_clear()
+    b = identity.environment(str(tmp_path / "env"))
+    assert b["hash"] != a["hash"] and b["key_versions"]["vllm"] == "0.33.0"
+    # a GPU node's --target folder on PYTHONPATH counts as the environment too
+    extra = identity.engine_identity(None, str(site))["environment"]
+    assert extra["hash"] == b["hash"]
+    assert identity.environment(str(tmp_path / "absent"))["hash"] is None

@@ -27,6 +27,21 @@ experiments:
     engine_args: {max_model_len: 2048}
     warmup_requests: 1
     repeats: 2
+  restart:
+    tool: bench_serving
+    engines: [vllm]
+    sweep: {request_rate: [inf]}
+    fixed: {dataset: sharegpt-synthetic, num_prompts: 3, seed: 0, ignore_eos: true}
+    engine_args: {max_model_len: 2048}
+    repeats: 2
+    restart_between_cells: true
+  pd:
+    tool: bench_serving
+    engines: [vllm]
+    layout: {kind: pd, connector: ExampleConnector}
+    sweep: {request_rate: [inf]}
+    fixed: {dataset: sharegpt-synthetic, num_prompts: 4, seed: 0, ignore_eos: true}
+    engine_args: {max_model_len: 2048}
   tp:
     tool: vllm_bench_latency
     engines: [vllm]
@@ -52,7 +67,10 @@ def work(tmp_path_factory):
     p["overrides"] = {}
     (w / "test-preset.yaml").write_text(yaml.safe_dump(p))
     targets = [f"results/week05/apc/vllm/cpu/{c}/rrinf-r{r}/cell.json" for c in ("apc", "noapc") for r in (1, 2)] + [
-        "results/week05/tp/vllm/cpu/tp2/bs1/cell.json"
+        "results/week05/tp/vllm/cpu/tp2/bs1/cell.json",
+        "results/week05/restart/vllm/cpu/default/rrinf-r1/cell.json",
+        "results/week05/restart/vllm/cpu/default/rrinf-r2/cell.json",
+        "results/week05/pd/vllm/cpu/default/rrinf/cell.json",
     ]
     out, _ = smk(w, *targets)
     return w, out
@@ -118,10 +136,37 @@ def test_extracted_rows_carry_axes_and_server_metrics(work):
     gpus = yaml.safe_load((ROOT / "config" / "gpus.yaml").read_text())["gpus"]
     extract.extract_week(recs, cfg, gpus, w / "rows.parquet")
     df = pd.read_parquet(w / "rows.parquet")
-    assert set(df["configuration"]) == {"apc", "noapc", "tp2"}
-    hit = df[(df.metric == "prefix_cache_hit_rate")]
+    assert set(df["configuration"]) == {"apc", "noapc", "tp2", "default"}
+    hit = df[(df.metric == "prefix_cache_hit_rate") & df.configuration.isin(["apc", "noapc"])]
     assert set(hit["param_enable_prefix_caching"]) == {True}  # None rate (APC off) leaves no number
     assert set(df[df.configuration == "tp2"]["status"]) == {"skipped"}
     assert {"kv_cache_capacity", "running_requests_max"} <= set(df["metric"])
     assert sorted(df[df.configuration == "apc"]["repeat"].unique().tolist()) == [1, 2]
     assert set(df[df.configuration == "apc"]["lengths"]) == {"ok"}
+
+
+def test_declared_restart_between_cells(work):
+    w, _ = work
+    sess = json.loads((w / "results/week05/restart/vllm/cpu/default/_engine/session.json").read_text())
+    assert len(sess["restarts"]) == 1 and sess["restarts"][0]["before"] == "rrinf-r2"
+    assert sess["restarts"][0]["teardown"]["group_gone"] is True
+    r1, r2 = rec(w, "restart/vllm/cpu/default/rrinf-r1"), rec(w, "restart/vllm/cpu/default/rrinf-r2")
+    assert r1["status"] == r2["status"] == "ok", r2["log_tail"]
+    assert "restart" not in r1 and r2["restart"]["ready_s"] > 0
+    assert r2["provenance"]["server_port"] == r2["restart"]["port"]  # measured against the new server
+    log = (w / "results/week05/restart/vllm/cpu/default/_engine/server.log").read_text()
+    assert log.count("$ ") == 2  # two starts, one log
+
+
+def test_pd_layout_runs_through_the_workflow(work):
+    """Prefill and decode servers (ExampleConnector, shared storage) behind the proxy: the cell is
+    measured through the proxy and the decode server loads the prefill's KV (external cache hits)."""
+    w, _ = work
+    c = rec(w, "pd/vllm/cpu/default/rrinf")
+    assert c["status"] == "ok", c["log_tail"]
+    sess = json.loads((w / "results/week05/pd/vllm/cpu/default/_engine/session.json").read_text())
+    assert set(sess["layout"]["ports"]) == {"prefill", "decode", "proxy"}
+    assert sess["teardown"]["group_gone"] is True
+    m = {x["metric"]: x["value"] for x in c["server_metrics"]}  # the decode server's /metrics, via the proxy
+    assert m["server_requests"] == 4 and c["lengths"]["achieved"]["requests"] == 4
+    assert m.get("external_prefix_cache_queries", 0) > 0

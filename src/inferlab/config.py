@@ -150,6 +150,11 @@ def load(preset: dict | str | Path, base_dir: Path | str = ".") -> Config:
         docs[name] = validate(load_yaml(f), name, f)[name]
         files[name] = str(f)
 
+    if preset["weeks"] == "all":
+        found = sorted(f.stem for f in (catalog_dir / "weeks").glob("week[0-9][0-9].yaml"))
+        if not found:
+            raise ConfigError(preset_file, "weeks", f"all: no week files in {catalog_dir / 'weeks'}")
+        preset["weeks"] = found
     weeks = {}
     for week in preset["weeks"]:
         f = catalog_dir / "weeks" / f"{week}.yaml"
@@ -238,6 +243,10 @@ def check_experiment(cfg: Config, exp: dict, f, key: str) -> None:
     if not tool.NEEDS_SERVER and kind != "single":
         raise ConfigError(
             f, f"{key}.layout.kind", f"a {kind!r} layout serves requests: tool {exp['tool']!r} runs no server"
+        )
+    if not tool.NEEDS_SERVER and exp.get("restart_between_cells"):
+        raise ConfigError(
+            f, f"{key}.restart_between_cells", f"tool {exp['tool']!r} runs no server: there is nothing to restart"
         )
     if not tool.NEEDS_SERVER and exp.get("warmup_requests"):
         raise ConfigError(

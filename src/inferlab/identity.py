@@ -24,13 +24,13 @@ def _site_packages(env: Path) -> list[Path]:
 
 
 @cache
-def environment(env: str | None) -> dict:
-    """``{"hash", "distributions", "key_versions"}`` of an engine environment (a venv/prefix); an
-    absent environment has ``hash: None`` and says so (its cells are typed skipped at run time)."""
-    if not env:
+def environment(env: str | None, extra_paths: tuple = ()) -> dict:
+    """``{"hash", "distributions", "key_versions"}`` of an engine environment (a venv/prefix, plus
+    the folders its ``PYTHONPATH`` adds, as on a GPU node where the wheels live in a --target
+    folder); an absent environment has ``hash: None`` and says so (its cells are typed skipped)."""
+    if not env and not extra_paths:
         return {"hash": None, "detail": "no environment configured (engine from PATH)"}
-    p = Path(env)
-    sites = _site_packages(p)
+    sites = (_site_packages(Path(env)) if env else []) + [Path(x) for x in extra_paths if Path(x).is_dir()]
     if not sites:
         return {"hash": None, "detail": f"{env}: no site-packages (environment absent)"}
     names = sorted({d.name for s in sites for d in s.iterdir() if d.name.endswith((".dist-info", ".egg-info"))})
@@ -54,5 +54,6 @@ def gpu_driver() -> str | None:
     return m.group(1) if m else None
 
 
-def engine_identity(env: str | None) -> dict:
-    return {"environment": environment(env), "gpu_driver": gpu_driver()}
+def engine_identity(env: str | None, pythonpath: str | None = None) -> dict:
+    extra = tuple(x for x in (pythonpath or "").split(":") if x)
+    return {"environment": environment(env, extra), "gpu_driver": gpu_driver()}

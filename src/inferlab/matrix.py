@@ -292,6 +292,7 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                             between_cells={
                                 "reset_cache": exp.get("reset_cache_between_cells", True),
                                 "warmup_requests": exp.get("warmup_requests", 0),
+                                "restart": exp.get("restart_between_cells", False),
                             },
                             timeout_s=exp.get("timeout_s", cfg.preset["cell_timeout_s"]),
                             repeat=r + 1 if repeats > 1 else 0,

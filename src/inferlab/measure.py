@@ -91,6 +91,7 @@ def run_configuration(
             reset_cache=cells[0].get("between_cells", {}).get("reset_cache", True),
             warmup_requests=cells[0].get("between_cells", {}).get("warmup_requests", 0),
             layout=spec.get("layout"),
+            restart=cells[0].get("between_cells", {}).get("restart", False),
         )
         summary.update(measured_by="server", status=res["status"], detail=res.get("detail"))
         summary.update({k: res.get(k) for k in ("server_ready_s", "cells_s", "teardown_s")})

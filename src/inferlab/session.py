@@ -105,6 +105,7 @@ def run_session(
     reset_cache: bool = True,
     warmup_requests: int = 0,
     layout: dict | None = None,
+    restart: bool = False,
 ) -> dict:
     """Start the server once, run ``cells`` in order against it, tear it down; write every
     cell's ``cell.json`` and ``session_dir/session.json`` (timings: start-up, measuring, teardown).
@@ -114,7 +115,8 @@ def run_session(
     ``VLLM_SERVER_DEV_MODE=1``, which the session then sets), so no cell measures the previous
     one's cache hits; a failed reset is recorded in the cell's record, never ignored. The client
     sends ``warmup_requests`` requests before measuring (``--num-warmups`` / ``--warmup-requests``),
-    excluded from its numbers."""
+    excluded from its numbers. ``restart``: the server is stopped (drained) and started again
+    between cells, its time kept in each record (``restart``) and in ``session.json``."""
     sdir = Path(session_dir).absolute()
     sdir.mkdir(parents=True, exist_ok=True)
     _archive(sdir, (SESSION, SERVER_LOG, TELEMETRY))
@@ -185,9 +187,11 @@ def run_session(
             return server_cmd
 
         kind = (layout or {}).get("kind", "single")
-        try:
+
+        def start_server():
+            nonlocal server_cmd
             if kind == "single":
-                server = Server.start(
+                return Server.start(
                     make_cmd,
                     sdir / SERVER_LOG,
                     env,
@@ -197,24 +201,27 @@ def run_session(
                     classify=engine.classify_failure,
                     gpu_index=gpu_index,
                 )
-            else:
-                # several processes (prefill + decode + proxy): ready when all are; the client
-                # talks to the layout's front (the proxy); a member that dies is named
-                server = layouts.start(
-                    kind,
-                    engine,
-                    model_path,
-                    args,
-                    sdir,
-                    env,
-                    ready_timeout_s,
-                    layout_spec=layout,
-                    gpu_index=gpu_index,
-                    cwd=sdir,
-                    classify=engine.classify_failure,
-                )
-                server_cmd = server.commands
-                session["layout"] = server.describe()
+            # several processes (prefill + decode + proxy): ready when all are; the client
+            # talks to the layout's front (the proxy); a member that dies is named
+            lay = layouts.start(
+                kind,
+                engine,
+                model_path,
+                args,
+                sdir,
+                env,
+                ready_timeout_s,
+                layout_spec=layout,
+                gpu_index=gpu_index,
+                cwd=sdir,
+                classify=engine.classify_failure,
+            )
+            server_cmd = lay.commands
+            session["layout"] = lay.describe()
+            return lay
+
+        try:
+            server = start_server()
         except ServerError as e:
             member = getattr(e, "member", None)
             tail = log_tail(sdir / (f"{member}.log" if member and kind != "single" else SERVER_LOG))
@@ -227,7 +234,7 @@ def run_session(
         session.update(port=server.port, server_ready_s=server.ready_s, server_command=server_cmd)
         # server-side numbers: the start-up log (KV capacity, load/compile/graph times) and the
         # cache configuration once; /metrics counters before and after every cell; gauges sampled
-        startup = startlog.parse_startup_log((sdir / SERVER_LOG).read_text(errors="replace"), engine.metrics_dialect)
+        startup = startlog.parse_startup_log(Path(server.log).read_text(errors="replace"), engine.metrics_dialect)
         try:
             first = scrape.scrape(server.base_url, engine.metrics_path)
             startup += scrape.cache_config_rows(first)
@@ -237,7 +244,34 @@ def run_session(
         session["startup"] = {r["metric"]: r["value"] for r in startup}
         gauges = scrape.GaugeSampler(server.base_url, sdir / GAUGES, path=engine.metrics_path).start()
         died_in = None
-        for c in todo:
+        session["restarts"] = []
+        for i, c in enumerate(todo):
+            if restart and i > 0 and server.alive():
+                # a declared restart step: the server is stopped and started again between cells
+                # (e.g. what survives a restart: LMCache's persistent tier in Week 15)
+                t0 = time.monotonic()
+                gauges.stop()
+                session["restarts"].append({"before": c.cell["cell"], "teardown": server.stop()})
+                try:
+                    server = start_server()
+                except ServerError as e:
+                    for rest in todo[i:]:
+                        rest.record["provenance"] = {**prov, "server_command": server_cmd}
+                        rest.finish(
+                            "failed",
+                            e.reason,
+                            f"server did not restart before {c.cell['cell']}: {e.detail}",
+                            e.returncode,
+                        )
+                    server = None
+                    break
+                gauges = scrape.GaugeSampler(server.base_url, sdir / GAUGES, path=engine.metrics_path).start()
+                c.record["restart"] = {
+                    "s": round(time.monotonic() - t0, 3),
+                    "ready_s": server.ready_s,
+                    "port": server.port,
+                }
+                session["restarts"][-1].update(c.record["restart"])
             c.record["provenance"] = {**prov, "server_command": server_cmd, "server_port": server.port}
             if not server.alive():
                 rc = _returncode(server)
@@ -246,7 +280,7 @@ def run_session(
                     "server_died",
                     f"not measured: the server exited with {rc} during {died_in or 'the previous cell'}",
                     rc,
-                    log_tail(sdir / SERVER_LOG),
+                    server.log_tail() if hasattr(server, "log_tail") else log_tail(server.log),
                 )
                 continue
             if reset_path:
