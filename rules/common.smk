@@ -261,5 +261,6 @@ def type_killed_cells():
 
 def preset_for_tables():
     """The preset as stage 4 sees it: without the run-scope `cells` selection, so rerunning one
-    cell alone does not make the next full run rebuild the tables for a changed parameter."""
+    cell alone does not make the next full run rebuild the tables for a changed parameter.
+    """
     return {k: v for k, v in config.items() if k != "cells"}
