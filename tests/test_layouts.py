@@ -398,7 +398,7 @@ class ToyEngine:
         self.folder = folder
 
     def serve_command(self, model_path, host, port, args):
-        role = json.loads(args.get("kv_transfer_config", '{"kv_role": "server"}'))["kv_role"]
+        role = args.get("kv_transfer_config", {"kv_role": "server"})["kv_role"]
         cmd = [sys.executable, str(TOY), "--port", str(port), "--pidfile", str(self.folder / f"{role}.worker")]
         cmd += ["--ready-after", str(args.get("toy_ready_after", 0.5))]
         if args.get("toy_exit_after") is not None:

@@ -247,3 +247,14 @@ def test_output_that_is_json_but_not_an_object_is_a_typed_parse_error(tmp_path, 
     (tmp_path / "raw.json").write_text(text)
     with pytest.raises(ValueError, match="JSON but not an object"):
         VLLM(None, {}).parse("bench_serving", tmp_path / "raw.json", {})
+
+
+def test_dict_valued_server_args_reach_the_engine_as_json():
+    """A server axis such as speculative_config is a mapping: the server's command line carries it
+    as JSON (what vLLM's parser reads), never as Python's repr."""
+    from inferlab.engines.vllm import VLLM
+
+    spec = {"method": "ngram", "num_speculative_tokens": 3}
+    cmd = VLLM(None, {}).serve_command("/m", "127.0.0.1", 8000, {"speculative_config": spec})
+    val = cmd[cmd.index("--speculative-config") + 1]
+    assert json.loads(val) == spec and "'" not in val

@@ -41,7 +41,6 @@ The serving session uses a layout as it used one :class:`Server`::
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -87,11 +86,6 @@ class MemberPlan:
 
 
 # -- command construction (pure: unit-tested) ----------------------------------------------------
-def cli_args(args: dict) -> dict:
-    """Engine args with dict/list values as compact JSON (``--kv-transfer-config '{...}'``)."""
-    return {k: json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v for k, v in args.items()}
-
-
 def kv_transfer_config(connector: str, member: str, folder: Path | str) -> dict:
     """The ``--kv-transfer-config`` of the prefill or decode server."""
     cfg = {"kv_connector": connector, "kv_role": ROLES[member]}
@@ -119,7 +113,7 @@ def member_args(server_args: dict, layout_spec: dict, member: str, folder: Path 
         args["kv_transfer_config"] = kv_transfer_config(
             layout_spec.get("connector", "ExampleConnector"), member, folder
         )
-    return cli_args(args)
+    return args
 
 
 def pd_plan(
@@ -460,7 +454,7 @@ def start_single(
     folder = Path(folder).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     cmds: dict[str, list[str]] = {}
-    args = cli_args(server_args)
+    args = dict(server_args)
 
     def make_cmd(port):
         cmds["server"] = engine.serve_command(model_path, HOST, port, args)

@@ -106,24 +106,8 @@ class EngineDead(Exception):
     """The engine cannot run more cells (EngineDeadError, or a failed liveness probe)."""
 
 
-def to_cli(args: dict) -> list[str]:
-    """``{"max_model_len": 4096, "enforce_eager": True, "enable_prefix_caching": False}`` ->
-    ``--max-model-len 4096 --enforce-eager --no-enable-prefix-caching`` (the convention of
-    inferlab.engines.base.engine_args_to_cli; dicts/lists as JSON, which vLLM's parser reads)."""
-    out: list[str] = []
-    for k, v in args.items():
-        flag = "--" + k.replace("_", "-")
-        if v is True:
-            out.append(flag)
-        elif v is False:
-            out.append("--no-" + k.replace("_", "-"))
-        elif v is None:
-            continue
-        elif isinstance(v, (dict, list)):
-            out += [flag, json.dumps(v, separators=(",", ":"))]
-        else:
-            out += [flag, str(v)]
-    return out
+# the workflow's one flag convention (inferlab.engines.base imports the standard library only)
+from inferlab.engines.base import engine_args_to_cli as to_cli  # noqa: E402
 
 
 def atomic_write_json(path: Path, data: dict) -> None:

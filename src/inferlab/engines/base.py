@@ -10,7 +10,11 @@ from pathlib import Path
 
 def engine_args_to_cli(args: dict) -> list[str]:
     """``{"max_model_len": 4096, "enforce_eager": True, "enable_prefix_caching": False}`` ->
-    ``--max-model-len 4096 --enforce-eager --no-enable-prefix-caching`` (vLLM's argparse style)."""
+    ``--max-model-len 4096 --enforce-eager --no-enable-prefix-caching`` (vLLM's argparse style);
+    dict and list values (``speculative_config``, ``kv_transfer_config``) as compact JSON, which
+    vLLM's parser reads. Used by every engine command and by the offline driver (stdlib only)."""
+    import json
+
     out: list[str] = []
     for k, v in args.items():
         flag = "--" + k.replace("_", "-")
@@ -20,6 +24,8 @@ def engine_args_to_cli(args: dict) -> list[str]:
             out.append("--no-" + k.replace("_", "-"))
         elif v is None:
             continue
+        elif isinstance(v, (dict, list)):
+            out += [flag, json.dumps(v, separators=(",", ":"))]
         else:
             out += [flag, str(v)]
     return out
