@@ -263,3 +263,104 @@ def test_engine_variant_inherits_its_base(catalog):
     assert e["adapter"] == "vllm" and "bench_serving" in e["tools"]
     assert "max_model_len" in e["server_args"] and "lmcache_chunk_size" in e["server_args"]
     assert e["env_vars"] == {"LMCACHE_CHUNK_SIZE": "256"}
+
+
+# -- bundle axes, feature skips, does-not-fit ---------------------------------------------------
+
+MODES = """
+week: week10
+title: t
+experiments:
+  latency:
+    tool: vllm_bench_latency
+    engines: [vllm]
+    gpus: all
+    server_sweep:
+      mode:
+        eager: {enforce_eager: true}
+        compiled: {enforce_eager: false, compilation_config: {cudagraph_mode: NONE}}
+        graphs: {enforce_eager: false}
+    sweep: {batch_size: [1, 4]}
+    fixed: {input_len: 32, output_len: 8, num_iters: 1, num_iters_warmup: 1}
+    engine_args: {enable_prefix_caching: false}
+"""
+
+
+def test_bundle_axis_sets_several_engine_arguments_per_configuration(catalog):
+    _week(catalog, "week10", MODES)
+    cells = matrix.expand(load_preset(catalog, weeks=["week10"], overrides={}, gpus=["cpu", "h100"]))
+    by = {(c.gpu, c.configuration, c.cell): c for c in cells.values()}
+    assert {k[1] for k in by} == {"eager", "compiled", "graphs"}  # the label alone is the id
+    comp = by[("h100", "compiled", "bs1")]
+    assert comp.engine_args == {
+        "enable_prefix_caching": False,
+        "enforce_eager": False,
+        "compilation_config": {"cudagraph_mode": "NONE"},
+    }
+    assert comp.server_axes == {"mode": "compiled"} and comp.axes == {"mode": "compiled", "batch_size": 1}
+    # the GPU runs all three; the CPU build has no CUDA graphs: typed skipped, the other two run
+    assert all(by[("h100", m, "bs4")].skip is None for m in ("eager", "compiled", "graphs"))
+    assert by[("cpu", "eager", "bs1")].skip is None and by[("cpu", "compiled", "bs1")].skip is None
+    assert by[("cpu", "graphs", "bs1")].skip.startswith("unsupported: cuda_graphs")
+    assert "cudagraph_capture_sizes=[]" in by[("cpu", "graphs", "bs1")].skip
+
+
+@pytest.mark.parametrize(
+    "bundle, where",
+    [
+        ("{enforce_eagre: true}", "server_sweep.mode.eager.enforce_eagre"),
+        ("{enforce_eager: true, nonsense: 1}", "server_sweep.mode.eager.nonsense"),
+    ],
+)
+def test_bundle_with_an_unknown_engine_argument_is_rejected(catalog, bundle, where):
+    _week(catalog, "week10", MODES.replace("eager: {enforce_eager: true}", f"eager: {bundle}"))
+    with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
+        load_preset(catalog, weeks=["week10"], overrides={})
+
+
+def test_bundle_and_engine_args_setting_the_same_argument_is_rejected(catalog):
+    _week(catalog, "week10", MODES.replace("{enable_prefix_caching: false}", "{enforce_eager: true}"))
+    with pytest.raises(ConfigError, match=r"engine_args.*enforce_eager.*also set by a bundle"):
+        load_preset(catalog, weeks=["week10"], overrides={})
+
+
+def test_a_server_axis_that_is_neither_argument_nor_bundle_is_rejected(catalog):
+    _week(catalog, "week10", MODES.replace("      mode:\n", "      mode:\n        plain: 3\n"))
+    with pytest.raises(ConfigError, match=r"no server argument 'mode'.*bundle"):
+        load_preset(catalog, weeks=["week10"], overrides={})
+
+
+@pytest.mark.parametrize(
+    "args, feature",
+    [
+        ({"kv_cache_dtype": "fp8"}, "fp8_kv_cache"),
+        ({"kv_cache_dtype": "fp8_e5m2"}, "fp8_kv_cache"),
+        ({"quantization": "fp8"}, "fp8_weights"),
+        ({"kv_transfer_config": {"kv_connector": "LMCacheConnectorV1", "kv_role": "kv_both"}}, "lmcache"),
+        ({"kv_transfer_config": '{"kv_connector": "NixlConnector", "kv_role": "kv_producer"}'}, "nixl"),
+        ({"enforce_eager": False}, "cuda_graphs"),
+        ({"enforce_eager": False, "compilation_config": '{"cudagraph_mode": "FULL"}'}, "cuda_graphs"),
+    ],
+)
+def test_features_needed_from_engine_arguments(args, feature):
+    assert feature in matrix.features_needed("vllm", args)
+
+
+def test_features_not_needed():
+    assert matrix.features_needed("vllm", {"enforce_eager": True, "kv_cache_dtype": "auto"}) == {}
+    assert matrix.features_needed("vllm", {"compilation_config": {"cudagraph_mode": "none"}}) == {}
+    assert "cuda_graphs" not in matrix.features_needed("sglang", {})
+
+
+def test_model_that_does_not_fit_is_typed_before_it_starts(catalog):
+    cfg = load_preset(catalog, gpus=["h100", "h200"], overrides={})
+    arch = dict(cfg.models["llama-3.1-8b-arch"]["architecture"])
+    # Mixtral-8x7B's shape: ~46.7 B parameters, ~93 GB in BF16
+    arch.update(intermediate_size=14336, num_local_experts=8, num_experts_per_tok=2, vocab_size=32000)
+    cfg.models["mixtral-test"] = {"source": "build", "dtype": "bfloat16", "architecture": arch}
+    why = matrix.fit_reason(cfg, "h100", "mixtral-test", {})
+    assert why is not None and why.startswith("does not fit: mixtral-test weights ~93 GB") and "> 80 GB on h100" in why
+    assert matrix.fit_reason(cfg, "h200", "mixtral-test", {}) is None
+    assert matrix.fit_reason(cfg, "h100", "mixtral-test", {"tensor_parallel_size": 2}) is None
+    assert matrix.fit_reason(cfg, "h100", "llama-3.1-8b-arch", {}) is None
+    assert matrix.skip_reason(cfg, "h100", {"kind": "single"}, {}, "vllm", "mixtral-test").startswith("does not fit")

@@ -227,6 +227,16 @@ def _check_references(cfg: Config, preset_file) -> None:
             both = set(exp.get("server_sweep", {})) & set(exp.get("engine_args", {}))
             if both:
                 raise ConfigError(f, f"{key}.engine_args", f"{sorted(both)} also swept in {key}.server_sweep")
+            bundled = {
+                a
+                for name, vals in exp.get("server_sweep", {}).items()
+                if _is_bundle(vals) and not _engine_arg(cfg, exp, name)
+                for b in vals.values()
+                for a in b
+            }
+            both = bundled & set(exp.get("engine_args", {}))
+            if both:
+                raise ConfigError(f, f"{key}.engine_args", f"{sorted(both)} also set by a bundle in {key}.server_sweep")
             both = set(exp.get("server_sweep", {})) & set(exp["sweep"])
             if both:
                 raise ConfigError(f, f"{key}.server_sweep", f"{sorted(both)} also swept in {key}.sweep")
@@ -262,6 +272,15 @@ def check_experiment(cfg: Config, exp: dict, f, key: str) -> None:
             raise ConfigError(f, f"{key}.fixed.dataset", f"a {exp['tool']} experiment names its dataset")
         if ds not in cfg.datasets:
             raise ConfigError(f, f"{key}.fixed.dataset", _unknown("dataset", ds, cfg.datasets))
+
+
+def _engine_arg(cfg: Config, exp: dict, name: str) -> bool:
+    return any(name in cfg.engine_entry(e).get("server_args", []) for e in exp.get("engines", []) if e in cfg.engines)
+
+
+def _is_bundle(values) -> bool:
+    """A bundle server axis: a non-empty mapping label -> mapping of engine arguments."""
+    return isinstance(values, dict) and bool(values) and all(isinstance(v, dict) for v in values.values())
 
 
 def check_parts(cfg: Config, tool_name: str, engines: list, doc: dict, file, key: str) -> None:
@@ -300,10 +319,28 @@ def check_parts(cfg: Config, tool_name: str, engines: list, doc: dict, file, key
                         if m not in cfg.models:
                             raise ConfigError(file, f"{key}.{part}.model[{i}]", _unknown("model", m, cfg.models))
                     continue
+                if part == "server_sweep" and name not in known and _is_bundle(values):
+                    # a bundle axis: label -> several engine arguments set together (one configuration)
+                    for lab, bundle in values.items():
+                        for arg in bundle:
+                            if arg not in known:
+                                raise ConfigError(
+                                    file,
+                                    f"{key}.{part}.{name}.{lab}.{arg}",
+                                    f"engine {e!r} has no server argument {arg!r} (known, config/engines.yaml "
+                                    f"server_args: {', '.join(known)})",
+                                )
+                    continue
                 if name not in known:
+                    bundle_hint = (
+                        "; a server axis that is not an engine argument is a bundle: a mapping label -> "
+                        "{engine argument: value, ...}"
+                        if part == "server_sweep"
+                        else ""
+                    )
                     raise ConfigError(
                         file,
                         f"{key}.{part}.{name}",
                         f"engine {e!r} has no server argument {name!r} (known, config/engines.yaml "
-                        f"server_args: {', '.join(known)})",
+                        f"server_args: {', '.join(known)}){bundle_hint}",
                     )

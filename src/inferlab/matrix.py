@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -68,23 +69,41 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _part(k: str, label, value) -> str:
+def _part(k: str, label, value, bare: bool = False) -> str:
+    if bare:
+        return str(label)
     s = SHORT.get(k, k)
     if label is None and isinstance(value, bool):
         return s if value else f"no{s}"
     return f"{s}{_fmt(value if label is None else label)}"
 
 
-def cell_id(sweep: dict, labels: dict | None = None) -> str:
+def cell_id(sweep: dict, labels: dict | None = None, bare: frozenset = frozenset()) -> str:
+    """``bare``: axes whose id part is the label alone (bundle axes: ``eager``, not ``modeeager``)."""
     labels = labels or {}
-    cid = "-".join(_part(k, labels.get(k), v) for k, v in sweep.items())
+    cid = "-".join(_part(k, labels.get(k), v, k in bare) for k, v in sweep.items())
     if not SEGMENT.match(cid):
         raise ValueError(f"id {cid!r} is not a safe path segment")
     return cid
 
 
-def configuration_id(server_point: dict, labels: dict | None = None) -> str:
-    return cell_id(server_point, labels) if server_point else DEFAULT_CONFIGURATION
+def configuration_id(server_point: dict, labels: dict | None = None, bare: frozenset = frozenset()) -> str:
+    return cell_id(server_point, labels, bare) if server_point else DEFAULT_CONFIGURATION
+
+
+def bundle_axes(cfg: Config, engine: str, server_sweep: dict) -> frozenset:
+    """Server axes that are bundles for this engine: not one of its engine arguments (nor ``model``),
+    a mapping label -> {engine argument: value, ...} applied together (config.check_parts checks)."""
+    known = set(cfg.engine_entry(engine).get("server_args", [])) if engine in cfg.engines else set()
+    return frozenset(
+        a
+        for a, vals in server_sweep.items()
+        if a not in known
+        and a not in SERVER_META
+        and isinstance(vals, dict)
+        and vals
+        and all(isinstance(v, dict) for v in vals.values())
+    )
 
 
 @dataclass(frozen=True)
@@ -226,7 +245,96 @@ def gpus_needed(layout: dict, engine_args: dict, shared_device: bool = False) ->
 LAYOUT_RUNNERS = {"single", "pd"}  # layouts this version can start; others are typed skipped
 
 
-def skip_reason(cfg: Config, gpu: str, layout: dict, engine_args: dict) -> str | None:
+FEATURES = ("cuda_graphs", "fp8_kv_cache", "fp8_weights", "lmcache", "nixl", "kv_offloading")
+
+
+def _json_arg(v):
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+def engine_family(cfg: Config, engine: str) -> str:
+    """The engine an engine variant is built on (``vllm-lmcache`` -> ``vllm``)."""
+    seen = engine
+    while engine in cfg.engines and cfg.engines[engine].get("base"):
+        engine = cfg.engines[engine]["base"]
+    return engine if engine in cfg.engines else seen
+
+
+def features_needed(family: str, args: dict, env_vars: dict | None = None) -> dict[str, str]:
+    """Features (``FEATURES``) an engine configuration uses, each with what in it uses the feature.
+    Derived from the engine arguments, so a week file never has to say it twice."""
+    out = {}
+    cc = _json_arg(args.get("compilation_config")) or {}
+    mode = str(cc.get("cudagraph_mode", "")).upper() if isinstance(cc, dict) else ""
+    if family == "vllm" and not args.get("enforce_eager") and mode != "NONE":
+        out["cuda_graphs"] = "enforce_eager is false and cudagraph_mode is not NONE (vLLM's default captures graphs)"
+    kv = str(args.get("kv_cache_dtype") or "")
+    if kv.startswith("fp8"):
+        out["fp8_kv_cache"] = f"kv_cache_dtype={kv}"
+    q = str(args.get("quantization") or "")
+    if "fp8" in q:
+        out["fp8_weights"] = f"quantization={q}"
+    ktc = _json_arg(args.get("kv_transfer_config")) or {}
+    conn = str(ktc.get("kv_connector", "")) if isinstance(ktc, dict) else ""
+    if conn.startswith("LMCache"):
+        out["lmcache"] = f"kv_connector={conn}"
+    if conn.startswith("Nixl"):
+        out["nixl"] = f"kv_connector={conn}"
+    if conn.startswith("Offloading") or args.get("kv_offloading_backend") or args.get("kv_offloading_size"):
+        out["kv_offloading"] = "KV offloading to host memory"
+    return out
+
+
+def fit_reason(cfg: Config, gpu: str, model_id: str, args: dict) -> str | None:
+    """``does not fit: ...`` when the model's weights alone, split over tensor x pipeline parallel
+    ranks, exceed one device's memory (catalog ``memory_gb``); None when they fit or the catalog
+    cannot tell (an unknown quantization)."""
+    from . import theory
+
+    m = cfg.models.get(model_id) or {}
+    arch = m.get("architecture")
+    if not arch:
+        return None
+    dtype = str(args.get("quantization") or args.get("dtype") or m.get("dtype", "bfloat16"))
+    if dtype == "auto":
+        dtype = m.get("dtype", "bfloat16")
+    try:
+        total = theory.weights_bytes(arch, dtype)
+    except theory.UnknownAssumption:
+        return None
+    ranks = 1
+    for k in ("tensor_parallel_size", "pipeline_parallel_size"):
+        v = args.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 1:
+            ranks *= v
+    per_rank = total / ranks / 1e9
+    have = float(cfg.gpu(gpu)["memory_gb"])
+    if per_rank > have:
+        split = f" / {ranks} ranks" if ranks > 1 else ""
+        return (
+            f"does not fit: {model_id} weights ~{total / 1e9:.0f} GB ({dtype}){split} = {per_rank:.0f} GB "
+            f"> {have:g} GB on {gpu}"
+        )
+    return None
+
+
+def skip_reason(
+    cfg: Config, gpu: str, layout: dict, engine_args: dict, engine: str | None = None, model: str | None = None
+) -> str | None:
+    if engine is not None:
+        lacks = cfg.gpu(gpu).get("lacks") or {}
+        for feat, why in features_needed(engine_family(cfg, engine), engine_args).items():
+            if feat in lacks:
+                return f"unsupported: {feat} ({why}) on {gpu}: {lacks[feat]}"
+    if model is not None:
+        r = fit_reason(cfg, gpu, model, engine_args)
+        if r:
+            return r
     cpu = cfg.gpu(gpu).get("kind") == "cpu"
     # on the CPU the servers of a layout share the machine's cores; tensor parallel ranks do not
     need = gpus_needed(layout, engine_args, shared_device=cpu)
@@ -263,10 +371,15 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                     server_labels = {a: lab for a, lab, _ in pt if a in server_sweep and lab is not None}
                     client_point = {a: v for a, _, v in pt if a in sweep}
                     client_labels = {a: lab for a, lab, _ in pt if a in sweep and lab is not None}
+                    bundles = bundle_axes(cfg, e, server_sweep)
                     args = {**exp.get("engine_args", {})}
-                    args.update({k: v for k, v in server_point.items() if k not in SERVER_META})
+                    for k, v in server_point.items():
+                        if k in bundles:
+                            args.update(v)
+                        elif k not in SERVER_META:
+                            args[k] = v
                     model = server_point.get("model", exp.get("model", cfg.model_id))
-                    conf = configuration_id(server_point, server_labels)
+                    conf = configuration_id(server_point, server_labels, bundles)
                     base_id = cell_id(client_point, client_labels)
                     full_args = {**cfg.preset["engines"].get(e, {}).get("args", {}), **args}
                     tools.get(exp["tool"]).check(
@@ -296,7 +409,7 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                             },
                             timeout_s=exp.get("timeout_s", cfg.preset["cell_timeout_s"]),
                             repeat=r + 1 if repeats > 1 else 0,
-                            skip=skip_reason(cfg, g, layout, full_args),
+                            skip=skip_reason(cfg, g, layout, full_args, e, model),
                         )
                         cells.append(c)
     seen = {}

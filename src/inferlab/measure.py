@@ -118,7 +118,7 @@ def run_configuration(
 
 
 def skip_all(cells, cell_dirs, why: str, workflow_dir) -> None:
-    reason = "resources" if why.startswith("needs ") else "unsupported"
+    reason = "resources" if why.startswith(("needs ", "does not fit")) else "unsupported"
     for c, d in zip(cells, cell_dirs, strict=True):
         d = Path(d)
         d.mkdir(parents=True, exist_ok=True)
