@@ -2,6 +2,10 @@
 # On an air-gapped GPU node (the device machine): assemble the wheelhouse relayed in parts
 # (.relay/p*/part*), install it with no network into /tmp/site, and make /tmp/vllmenv, the engine
 # environment config/h100-validation.yaml names. Idempotent. Usage: scripts/device-h100.sh install
+# SGLang (scripts/device-sglang.sh plans the lease): `stash-sglang` keeps one relayed part of
+# .relay-sglang/p*/, `install-sglang` (after `install`: SGLang's env reuses /tmp/site behind its own
+# /tmp/site-sglang) verifies and installs them and makes /tmp/sglangenv, the engine environment
+# config/h100-validation-sglang.yaml names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-install}" in
@@ -10,7 +14,7 @@ case "${1:-install}" in
   install)
     if [ ! -f /tmp/site/.installed ]; then
       mkdir -p /tmp/parts && cp .relay/p*/* /tmp/parts/ 2>/dev/null || true
-      cat /tmp/parts/part? > /tmp/whl.tar
+      cat /tmp/parts/part[0-9]* > /tmp/whl.tar   # part0.. (one digit) or part00.. (two): both sort right
       (cd /tmp && sed 's|  .*|  /tmp/whl.tar|' /tmp/parts/whl.tar.sha256 | sha256sum -c -)
       mkdir -p /tmp/whl && tar xf /tmp/whl.tar -C /tmp/whl
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/whl/*.whl
@@ -21,5 +25,36 @@ case "${1:-install}" in
     chmod +x /tmp/vllmenv/bin/python
     ln -sf /tmp/site/bin/vllm /tmp/vllmenv/bin/vllm
     PYTHONPATH=/tmp/site python3 -c 'import vllm, torch; print("vllm", vllm.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
+    ;;
+  stash-sglang)  # one relay call: keep this part of SGLang's wheelhouse where the next calls find it
+    mkdir -p /tmp/parts-sglang && cp .relay-sglang/p*/* /tmp/parts-sglang/ && ls -la /tmp/parts-sglang ;;
+  install-sglang)
+    [ -f /tmp/site/.installed ] || { echo "run scripts/device-h100.sh install first: SGLang's env reuses /tmp/site"; exit 1; }
+    if [ ! -f /tmp/site-sglang/.installed ]; then
+      mkdir -p /tmp/parts-sglang && cp .relay-sglang/p*/* /tmp/parts-sglang/ 2>/dev/null || true
+      n=$(ls /tmp/parts-sglang/part[0-9]* | wc -l)
+      echo "[install-sglang] $n parts: $(ls /tmp/parts-sglang | tr '\n' ' ')"
+      cat /tmp/parts-sglang/part[0-9]* > /tmp/whl-sglang.tar
+      (cd /tmp && sed 's|  .*|  /tmp/whl-sglang.tar|' /tmp/parts-sglang/whl.tar.sha256 | sha256sum -c -) \
+        || { echo "[install-sglang] sha256 mismatch: a part is missing or damaged (relay it again)"; exit 1; }
+      rm -rf /tmp/whl-sglang && mkdir -p /tmp/whl-sglang && tar xf /tmp/whl-sglang.tar -C /tmp/whl-sglang
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-sglang \
+        /tmp/whl-sglang/*.whl
+      touch /tmp/site-sglang/.installed
+    fi
+    # the env's python: SGLang's own versions first, then what it shares with vLLM's wheelhouse, then
+    # the image; set here (not only in the preset's env_vars) because the load client's environment
+    # drops PYTHONPATH (engines/sglang.py client_environ)
+    mkdir -p /tmp/sglangenv/bin
+    printf '#!/bin/sh\nexport PYTHONPATH=/tmp/site-sglang:/tmp/site${PYTHONPATH:+:$PYTHONPATH}\nexec %s "$@"\n' \
+      "$(command -v python3)" > /tmp/sglangenv/bin/python
+    chmod +x /tmp/sglangenv/bin/python
+    /tmp/sglangenv/bin/python scripts/wheelcheck.py --site /tmp/site-sglang /tmp/site --system \
+      --list envs/wheelhouse-sglang-0.5.17-cu130-py312.txt sglang sglang-router \
+      || echo "[install-sglang] requirement problems above (the import check below decides)"
+    /tmp/sglangenv/bin/python -c 'import sglang, sgl_kernel, flashinfer, torch, transformers
+import sglang.srt.server_args, sglang.launch_server, sglang.benchmark.serving, sglang_router
+print("sglang", sglang.__version__, "sgl_kernel", getattr(sgl_kernel, "__version__", "?"), "flashinfer", flashinfer.__version__,
+      "transformers", transformers.__version__, "torch", torch.__version__, torch.cuda.get_device_name())'
     ;;
 esac

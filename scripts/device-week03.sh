@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A week on the device's GPU through the workflow (local executor), in a session that outlives one
 # tool call: `start` launches it detached (setsid), `status` shows progress, `collect` packs the
-# validation record (RECORD, default docs/validation/h100-week03) into $OUT. Needs
-# scripts/device-h100.sh install first. PRESET and TARGETS choose what runs.
+# validation record of each week in WEEKS (default week03) into RECORD (default
+# docs/validation/h100-<week>) and $OUT. Needs scripts/device-h100.sh install first. PRESET and
+# TARGETS choose what runs; GPU (default h100) names the catalog GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
@@ -15,26 +16,29 @@ case "${1:-status}" in
     echo "started $!" ;;
   status)
     grep -E "steps \(|Error in|Nothing to be done|inferlab: done" results/run.log | tail -3
-    for f in results/week0*/*/*/h100/*/*/cell.json; do
+    for f in results/week*/*/*/${GPU:-h100}/*/*/cell.json; do
       [ -f "$f" ] && python3 -c "import json; r=json.load(open('$f')); print(r['experiment'], r['cell'], r['status'], r['reason'] or '', r['wall_s'], (r['detail'] or '')[:120])"
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
   collect)
-    d=${RECORD:-docs/validation/h100-week03}
-    mkdir -p "$d"
-    cp -r results/week03/tables results/week03/figures results/week03/report.md results/week03/week03.parquet "$d"/ 2>/dev/null
-    mkdir -p "$d/cells"
-    for c in results/week03/*/vllm/h100/*/*; do
-      n=$(echo "$c" | cut -d/ -f3,6,7 | tr / _)   # <experiment>_<configuration>_<cell>
-      case "$c" in
-        */_engine)   # one engine start per configuration: its timings and start-up lines
-          cp "$c/configuration.json" "$d/cells/$n.json" 2>/dev/null
-          grep -E "torch.compile|init engine|Loading weights took|Graph capturing|KV cache|compile" "$c/engine.log" > "$d/cells/$n.startup.txt" 2>/dev/null ;;
-        *)
-          cp "$c/cell.json" "$d/cells/$n.cell.json" 2>/dev/null
-          cp "$c/raw.json" "$d/cells/$n.raw.json" 2>/dev/null ;;
-      esac
+    for w in ${WEEKS:-week03}; do
+      d=${RECORD:-docs/validation/${GPU:-h100}-$w}
+      mkdir -p "$d/cells"
+      cp -r results/$w/tables results/$w/figures results/$w/report.md results/$w/$w.parquet "$d"/ 2>/dev/null
+      for c in results/$w/*/*/${GPU:-h100}/*/*; do
+        n=$(echo "$c" | cut -d/ -f3,4,6,7 | tr / _)   # <experiment>_<engine>_<configuration>_<cell>
+        case "$c" in
+          */_engine)   # one engine start per configuration: its timings and start-up lines
+            cp "$c/configuration.json" "$d/cells/$n.json" 2>/dev/null
+            cp "$c/session.json" "$d/cells/$n.session.json" 2>/dev/null
+            grep -hE "torch.compile|init engine|Loading weights took|Model loading took|Graph capturing|KV cache|compile|CUDA graph" \
+              "$c"/*.log > "$d/cells/$n.startup.txt" 2>/dev/null ;;
+          *)
+            cp "$c/cell.json" "$d/cells/$n.cell.json" 2>/dev/null
+            cp "$c/raw.json" "$d/cells/$n.raw.json" 2>/dev/null ;;
+        esac
+      done
+      cp results/run.cmd results/run.log "$d"/ 2>/dev/null
     done
-    cp results/run.cmd results/run.log "$d"/ 2>/dev/null
-    tar czf "$OUT/h100-results.tgz" results/week0* results/run.cmd results/run.log 2>/dev/null; ls -la "$OUT" | tail -1 ;;
+    tar czf "$OUT/h100-results.tgz" results/week* results/run.cmd results/run.log 2>/dev/null; ls -la "$OUT" | tail -1 ;;
 esac
