@@ -75,7 +75,18 @@ def cell_of(wildcards):
 
 def model_dir(model_id):
     source = CFG.model(model_id)["source"]
+    if source == "quantize":  # Week 12's variants (rule quantize_model)
+        return f"{CACHE}/models/quantized/{model_id}"
+    if source == "train":  # trained locally (rule train_model)
+        return f"{CACHE}/models/trained/{model_id}"
     return f"{CACHE}/models/{'built' if source == 'build' else 'hub'}/{model_id}"
+
+
+def configuration_model_refs(cells):
+    """Local folders of the catalog models the engine arguments name (``catalog:<id>``, e.g. a
+    speculative draft): made before the configuration's job, which passes their paths.
+    """
+    return {m: model_dir(m) for m in il_matrix.model_refs(cells[0].engine_args)}
 
 
 def dataset_path(dataset_id):
@@ -161,6 +172,22 @@ def configuration_spec(key):
             if c.params.get("dataset")
         },
     }
+    refs = configuration_model_refs(cells)
+    if refs:  # only where used: other configurations' params (and jobs) stay unchanged
+        spec["model_refs"] = refs
+    # another engine's load client (bench_serving `client:`, e.g. SGLang's against vLLM): its setup
+    clients = sorted(
+        {c.params["client"] for c in cells if c.params.get("client")}
+        - {il_matrix.engine_family(CFG, first.engine)}
+    )
+    if clients:
+        spec["client_engines"] = {
+            e: {
+                "setup": CFG.preset["engines"].get(e, {}),
+                "catalog": CFG.engine_entry(e),
+            }
+            for e in clients
+        }
     return json.dumps(spec, sort_keys=True)
 
 

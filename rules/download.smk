@@ -42,6 +42,58 @@ rule build_model:
         "--spec {params.spec:q} > {log} 2>&1"
 
 
+rule train_model:
+    # Catalog source `train` (tiny-llama-trained and its draft): the tiny Llama trained a few CPU
+    # minutes on arithmetic with checkable answers, with the tokenizer of a built catalog model
+    # (`train.tokenizer`); held-out greedy accuracy in train.json, the splits in eval/train.jsonl.
+    # Runs in the engine's environment (torch, transformers); cached like any download.
+    input:
+        tokenizer=lambda w: model_dir(CFG.model(w.model)["train"]["tokenizer"]),
+    output:
+        directory(f"{CACHE}/models/trained/{{model}}"),
+    log:
+        f"{LOGS}/download/train_{{model}}.log",
+    conda:
+        "../envs/vllm-cpu.yaml"
+    threads: 2
+    params:
+        spec=lambda w: json.dumps(
+            {
+                **CFG.model(w.model)["architecture"],
+                **CFG.model(w.model)["train"],
+            }
+        ),
+        python=lambda w: str(
+            Path(CFG.preset["engines"]["vllm"]["env"]) / "bin" / "python"
+        ),
+        src=str(Path(workflow.basedir) / "src"),
+    shell:
+        "PYTHONPATH={params.src} {params.python} -m inferlab.train --out {output} "
+        "--tokenizer {input.tokenizer} --spec {params.spec:q} > {log} 2>&1"
+
+
+rule quantize_model:
+    # Week 12's quantized variants (catalog source: quantize): llm-compressor round-to-nearest on a
+    # catalog model (the trained tiny model on the embedded default), no calibration data; runs in
+    # .venv-quant (llm-compressor, layered on the engine environment).
+    input:
+        base=lambda w: model_dir(CFG.model(w.model)["quantize"]["base"]),
+    output:
+        directory(f"{CACHE}/models/quantized/{{model}}"),
+    log:
+        f"{LOGS}/download/quantize_{{model}}.log",
+    conda:
+        "../envs/quant.yaml"
+    params:
+        scheme=lambda w: CFG.model(w.model)["quantize"]["scheme"],
+        group=lambda w: CFG.model(w.model)["quantize"].get("group_size", 32),
+        python=str(Path(workflow.basedir) / ".venv-quant" / "bin" / "python"),
+        src=str(Path(workflow.basedir) / "src"),
+    shell:
+        "PYTHONPATH={params.src} {params.python} -m inferlab.quantize --base {input.base} --out {output} "
+        "--scheme {params.scheme} --group-size {params.group} > {log} 2>&1"
+
+
 rule download_dataset:
     output:
         f"{CACHE}/datasets/{{dataset}}/{{filename}}",

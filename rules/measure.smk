@@ -16,6 +16,7 @@ for _key, _cells in CONFIGURATIONS.items():
         input:
             model=model_dir(_cells[0].model),
             datasets=configuration_datasets(_cells),
+            refs=list(configuration_model_refs(_cells).values()),
         output:
             records=[f"{RESULTS}/{c.path}/cell.json" for c in _cells],
         log:

@@ -17,12 +17,15 @@ cd "$(dirname "$0")/.."
 PRESET=${PRESET:-config/h100-validation-sglang.yaml}
 RECORD=${RECORD:-docs/validation/h100-sglang}
 BUDGET_S=${BUDGET_S:-540}   # this call's seconds (the run call's timeout_s is 600): collecting takes the rest
-export PRESET RECORD
+EXTRA_WEEKS=${EXTRA_WEEKS:-}   # more weeks in the same run (PRESET must list them), e.g. "week10 week05"
+export PRESET RECORD EXTRA_WEEKS
 
 running() { [ -f results/run.pid ] && kill -0 "$(cat results/run.pid)" 2>/dev/null; }
 
 collect() {
   WEEKS=week01 GPU=h100 scripts/device-week03.sh collect > /dev/null
+  # the other weeks of the run (EXTRA_WEEKS), each into docs/validation/h100-<week>
+  for w in ${EXTRA_WEEKS:-}; do RECORD= WEEKS=$w GPU=h100 scripts/device-week03.sh collect > /dev/null; done
   tail -n 40 results/run.log > "$RECORD/run.tail.txt" 2>/dev/null
   for e in results/week01/*/sglang/h100/*/_engine; do   # SGLang's own start-up lines (device-week03's are vLLM's)
     [ -d "$e" ] && grep -hiE "load weight|cuda graph|KV Cache is allocated|max_total_num_tokens|attention backend|fired up" \
@@ -30,7 +33,8 @@ collect() {
   done
   [ -f /tmp/install.log ] && cp /tmp/install.log "$RECORD/install.log"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$RECORD/gpu.txt" 2>/dev/null
-  [ -n "${OUT:-}" ] && tar czf "$OUT/h100-sglang-record.tgz" "$RECORD" 2>/dev/null
+  extra=(); for w in ${EXTRA_WEEKS:-}; do [ -d "docs/validation/h100-$w" ] && extra+=("docs/validation/h100-$w"); done
+  [ -n "${OUT:-}" ] && tar czf "$OUT/h100-sglang-record.tgz" "$RECORD" "${extra[@]}" 2>/dev/null
   WEEKS=week01 GPU=h100 scripts/device-week03.sh status
   ls -la "${OUT:-.}" | tail -n +2
 }
@@ -84,7 +88,7 @@ case "${1:-plan}" in
     } 2>&1 | tee /tmp/install.log
     if [ "${PIPESTATUS[0]}" -ne 0 ]; then mkdir -p "$RECORD"; collect; exit 1; fi
     if ! running; then
-      PRESET=$PRESET TARGETS=week01_all scripts/device-week03.sh start | tee /tmp/start.txt
+      PRESET=$PRESET TARGETS="week01_all ${EXTRA_WEEKS:+$(printf '%s_all ' $EXTRA_WEEKS)}" scripts/device-week03.sh start | tee /tmp/start.txt
       sed -n 's/^started //p' /tmp/start.txt > results/run.pid
     fi
     wait_run ;;

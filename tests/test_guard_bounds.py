@@ -433,7 +433,11 @@ def test_catalog_accepts_moe_and_quantization_for_hub_models(catalog):
     assert cfg.models["mixtral"]["architecture"]["num_local_experts"] == 8
 
 
-@pytest.mark.parametrize("extra", [{"quantization": "awq"}, {"architecture_extra": {"num_local_experts": 8}}])
+# the builder makes Mixtral (num_local_experts, num_experts_per_tok) since Week 14, not a separate
+# expert size (Qwen/DeepSeek-style moe_intermediate_size) nor a quantized checkpoint
+@pytest.mark.parametrize(
+    "extra", [{"quantization": "awq"}, {"architecture_extra": {"num_local_experts": 8, "moe_intermediate_size": 64}}]
+)
 def test_catalog_rejects_moe_or_quantization_on_built_models(catalog, extra):
     base = copy.deepcopy(CFG.models["tiny-llama"])
     base.pop("weights", None)

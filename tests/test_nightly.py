@@ -56,8 +56,12 @@ def _record(path, finished):
 
 
 def test_remeasure_policy(catalog, tmp_path):
-    # weeks 1-3 of the embedded default; Week 3's prefill on 2 devices: typed skipped at plan time
-    cfg = load_preset(catalog, overrides={"week03": {"prefill": {"engine_args": {"tensor_parallel_size": 2}}}})
+    # weeks 1-3 of the embedded default; Week 3's prefill on 4 devices: typed skipped at plan time
+    cfg = load_preset(
+        catalog,
+        weeks=["week01", "week02", "week03"],
+        overrides={"week03": {"prefill": {"engine_args": {"tensor_parallel_size": 4}}}},
+    )
     confs = matrix.configurations(matrix.expand(cfg))
     runnable = [k for k, cs in confs.items() if not all(c.skip for c in cs)]
     assert len(runnable) == 6 and len(confs) == 7

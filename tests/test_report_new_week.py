@@ -11,7 +11,7 @@ from inferlab import aggregate, records, report
 from inferlab.report import stats
 
 WEEK = """
-week: week09
+week: week99
 title: A week that is only a YAML file
 experiments:
   decode:
@@ -48,8 +48,8 @@ figures:
 
 
 def test_a_week_with_no_module_aggregates(tmp_path, catalog):
-    (catalog / "weeks" / "week09.yaml").write_text(WEEK)
-    cfg = load_preset(catalog, weeks=["week09"])
+    (catalog / "weeks" / "week99.yaml").write_text(WEEK)
+    cfg = load_preset(catalog, weeks=["week99"])
     lat = json.loads((DATA / "vllm-0.32-cpu" / "latency.json").read_text())
     paths = []
     values = {}
@@ -60,7 +60,7 @@ def test_a_week_with_no_module_aggregates(tmp_path, catalog):
             raw = tmp_path / f"raw-bs{bs}-r{r}.json"
             raw.write_text(json.dumps({**lat, "avg_latency": avg, "latencies": [avg]}))
             rec = {
-                "week": "week09",
+                "week": "week99",
                 "experiment": "decode",
                 "engine": "vllm",
                 "gpu": "cpu",
@@ -77,8 +77,8 @@ def test_a_week_with_no_module_aggregates(tmp_path, catalog):
             p.parent.mkdir(exist_ok=True)
             records.record_to_frame(rec, raw).to_parquet(p)
             paths.append(p)
-    out = tmp_path / "results" / "week09"
-    res = aggregate.run("week09", paths, cfg, out)
+    out = tmp_path / "results" / "week99"
+    res = aggregate.run("week99", paths, cfg, out)
     t = pd.read_csv(out / "tables" / "per_token.csv", dtype=str)
     assert t.columns.tolist() == ["GPU", "bs=1", "bs=4", "bs=4 / bs=1"]
     m, h = stats.ci95(values[1])

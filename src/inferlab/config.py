@@ -183,6 +183,12 @@ def _check_references(cfg: Config, preset_file) -> None:
     for e in p["engines"]:
         if e not in cfg.engines:
             raise ConfigError(preset_file, f"engines.{e}", _unknown("engine", e, cfg.engines))
+    for mid, m in cfg.models.items():  # a trained model reuses a built model's tokenizer
+        tok = (m.get("train") or {}).get("tokenizer")
+        if tok is not None and cfg.models.get(tok, {}).get("source") != "build":
+            raise ConfigError(
+                cfg.files["models"], f"models.{mid}.train.tokenizer", f"{tok!r} is not a built catalog model"
+            )
     for week, ov in p["overrides"].items():
         if week not in cfg.weeks:
             continue  # overrides for weeks this run does not include are inert
@@ -195,6 +201,9 @@ def _check_references(cfg: Config, preset_file) -> None:
                 raise ConfigError(
                     preset_file, f"overrides.{week}.{exp}.fixed.dataset", _unknown("dataset", ds, cfg.datasets)
                 )
+            m = ov[exp].get("model")
+            if m is not None and m not in cfg.models:
+                raise ConfigError(preset_file, f"overrides.{week}.{exp}.model", _unknown("model", m, cfg.models))
             wexp = cfg.weeks[week]["experiments"][exp]
             if wexp.get("tool") in tools_mod.TOOLS:
                 engines = ov[exp].get("engines", wexp["engines"])
@@ -268,9 +277,11 @@ def check_experiment(cfg: Config, exp: dict, f, key: str) -> None:
         raise ConfigError(f, key, f"tool {exp['tool']!r} needs {missing} in sweep or fixed")
     if tool.DATASET:
         ds = exp.get("fixed", {}).get("dataset")
-        if ds is None:
+        # a tool may generate its prompts for some workloads (bench_serving's prefix_repetition...)
+        generated = getattr(tool, "generates_prompts", lambda exp: False)(exp)
+        if ds is None and not generated:
             raise ConfigError(f, f"{key}.fixed.dataset", f"a {exp['tool']} experiment names its dataset")
-        if ds not in cfg.datasets:
+        if ds is not None and ds not in cfg.datasets:
             raise ConfigError(f, f"{key}.fixed.dataset", _unknown("dataset", ds, cfg.datasets))
 
 

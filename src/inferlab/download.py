@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from .io import atomic_path
@@ -17,6 +19,23 @@ from .io import atomic_path
 
 class ChecksumError(ValueError):
     pass
+
+
+@contextmanager
+def cache_lock(dest):
+    """An exclusive lock on the folder holding ``dest`` (flock on the folder itself: no lock file is
+    left in the cache, and the kernel releases it when its holder dies, so a killed fetch never
+    leaves it held). Two workflow runs or two users fetching into one shared cache take turns; the
+    second finds the first's complete result and fetches nothing. Fetches into one folder are
+    serialized (they share the network link anyway)."""
+    parent = Path(dest).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def sha256_file(path, chunk=1 << 20) -> str:
@@ -31,7 +50,11 @@ def fetch_dataset(url: str, sha256: str | None, dest, timeout: float = 60) -> Pa
     """Fetch ``url`` to ``dest``, verified against ``sha256``. ``sha256: null`` in config means the
     pin is not known yet: the first download's hash is recorded in ``<dest>.sha256`` and printed,
     and every later fetch must match it (trust on first use, visible in the log and provenance)."""
-    dest = Path(dest)
+    with cache_lock(dest):
+        return _fetch_dataset(url, sha256, Path(dest), timeout)
+
+
+def _fetch_dataset(url: str, sha256: str | None, dest: Path, timeout: float) -> Path:
     pin_file = dest.with_name(dest.name + ".sha256")
     if sha256 is None and pin_file.exists():
         sha256 = pin_file.read_text().split()[0]
@@ -52,9 +75,17 @@ def fetch_dataset(url: str, sha256: str | None, dest, timeout: float = 60) -> Pa
 
 
 def fetch_model(repo_id: str, revision: str, dest, token_env: str = "HF_TOKEN") -> Path:
+    dest = Path(dest)
+    with cache_lock(dest):
+        stamp = dest / ".inferlab_revision"
+        if stamp.exists() and stamp.read_text().strip() == f"{repo_id}@{revision}":
+            return dest  # another run or user fetched it while this one waited for the lock
+        return _fetch_model(repo_id, revision, dest, token_env)
+
+
+def _fetch_model(repo_id: str, revision: str, dest: Path, token_env: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.partial")  # resumable: snapshot_download skips finished files
     snapshot_download(repo_id=repo_id, revision=revision, local_dir=tmp, token=os.environ.get(token_env) or None)
     (tmp / ".inferlab_revision").write_text(f"{repo_id}@{revision}\n")

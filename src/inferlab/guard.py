@@ -175,14 +175,18 @@ def speculative_tokens(engine_args: dict | None) -> int:
             spec = json.loads(spec)
         except json.JSONDecodeError:
             raise theory.UnknownAssumption(f"speculative_config {spec!r} is not JSON") from None
+    spec_tokens = args.get("spec_tokens")  # vLLM's --spec-tokens, merged into speculative_config
     if isinstance(spec, dict) and spec:
-        if _unset(spec.get("num_speculative_tokens")):
+        if _unset(spec.get("num_speculative_tokens")) and _unset(spec_tokens):
             raise theory.UnknownAssumption("speculative_config has no num_speculative_tokens")
-        ks.append(spec["num_speculative_tokens"])
+        if not _unset(spec.get("num_speculative_tokens")):
+            ks.append(spec["num_speculative_tokens"])
     elif not _unset(spec) and spec != {}:
         raise theory.UnknownAssumption(f"speculative_config {spec!r} is not understood")
     if not _unset(args.get("num_speculative_tokens")):
         ks.append(args["num_speculative_tokens"])
+    if not _unset(spec_tokens):
+        ks.append(spec_tokens)
     others = [k for k in args if "specul" in k and k not in ("speculative_config", "num_speculative_tokens")]
     if any(not _unset(args[k]) for k in others):
         raise theory.UnknownAssumption(f"speculative arguments {sorted(others)} are not understood")
@@ -318,6 +322,46 @@ def serving_bounds(cond: Conditions, arch: dict, gpu: dict, metric: str, concurr
                 )
             )
     return out
+
+
+TTFT_METRICS = {"ttft_mean", "ttft_p50", "ttft_p90", "ttft_p99"}
+
+
+def _missing(v) -> bool:
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def assess_ttft(metric: str, value: float, arch: dict, gpu: dict, params: dict, engine_args=None, cond=None) -> Verdict:
+    """A first token needs at least the prefill of the part of its prompt no prefix cache can hold
+    (``inferlab.tools.bench_serving.uncached_tokens``: the unique suffix / question of a generated
+    shared-prefix workload; the whole prompt when prefix caching is off) at peak FLOP/s: a TTFT
+    below that floor is a mismeasurement. Workloads of unknown prompt lengths (a dataset file) are
+    not bounded."""
+    from .tools import bench_serving
+
+    apc_off = any(
+        str(v).lower() == "false"
+        for v in (params.get("enable_prefix_caching"), (engine_args or {}).get("enable_prefix_caching"))
+    )
+    tokens = bench_serving.prompt_tokens(params) if apc_off else bench_serving.uncached_tokens(params)
+    if not tokens:
+        return Verdict(True, None, (), (("ttft_compute", "prompt lengths not fixed by the workload"),))
+    factor, gpus = 1.0, 1
+    if cond is not None:
+        why = _needs(cond, "precision", "placement")
+        if why:
+            return Verdict(True, None, (), (("ttft_compute", why),))
+        factor, gpus = cond.precision.compute_factor, cond.placement.num_gpus
+    floor = 1e3 * theory.flops_per_token(arch) * int(tokens) / (gpus * gpu["peak_bf16_tflops"] * 1e12 * factor)
+    what = "whole prompt (prefix caching off)" if apc_off else "uncached part of the prompt"
+    detail = (
+        f"prefill of the {what}, {int(tokens)} tokens x 2*P_active at {gpus} x {gpu['peak_bf16_tflops']} "
+        f"TFLOP/s x {factor:g}"
+    )
+    return _judge(value, "ms", [Bound("ttft_compute", floor, detail)], gpu)
 
 
 def _judge(value: float, unit: str, bounds: list[Bound], gpu: dict) -> Verdict:
@@ -523,6 +567,10 @@ def apply(
             df[["metric", "raw_value", "experiment", "engine", "cell"]].itertuples(index=False, name=None),
             strict=True,
         ):
+            if metric in TTFT_METRICS and raw is not None and not pd.isna(raw):
+                params = {k[len("param_") :]: df.at[i, k] for k in pcols if not _missing(df.at[i, k])}
+                mark(i, assess_ttft(metric, raw, arch, gpu, params, engine_args, cond))
+                continue
             if metric not in STEP_METRICS and metric != SERVING_THROUGHPUT or raw is None or pd.isna(raw):
                 continue
             mark(i, assess_serving(metric, raw, arch, dtype, gpu, conc.get((e, en, c)), conditions=cond))

@@ -52,7 +52,16 @@ from pathlib import Path
 
 from .pd_proxy import clear_dir
 from .runner import _group_alive, kill_group, log_tail, spawn
-from .server import HOST, Server, ServerError, free_port, gpu_memory_used_mib, http_get, wait_gpu_drained
+from .server import (
+    HOST,
+    Server,
+    ServerError,
+    deferred_signals,
+    free_port,
+    gpu_memory_used_mib,
+    http_get,
+    wait_gpu_drained,
+)
 
 #: NVLink multicast off in every process of a layout (NCCL NVLS, torch symmetric memory, NVSHMEM)
 LAYOUT_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
@@ -555,10 +564,12 @@ def start_pd(
                 logs[name].parent.mkdir(parents=True, exist_ok=True)
                 offsets[name] = logs[name].stat().st_size if logs[name].exists() else 0
                 try:
-                    proc = spawn(p.cmd, logs[name], p.env, cwd or folder, mode="ab")
+                    # SIGTERM/SIGINT held back until the member is recorded: the teardown below sees it
+                    with deferred_signals():
+                        proc = spawn(p.cmd, logs[name], p.env, cwd or folder, mode="ab")
+                        members[name] = Server(proc, p.port, logs[name], p.health_path, t0)
                 except OSError as e:  # e.g. the engine's binary is missing
                     raise LayoutError("engine_error", f"could not start the {name} server: {e}", member=name) from e
-                members[name] = Server(proc, p.port, logs[name], p.health_path, t0)
             lay = Layout(
                 "pd",
                 members,

@@ -54,6 +54,7 @@ SHORT = {
     "kv_cache_dtype": "kv",
     "quantization": "q",
     "speculative_config": "spec",
+    "spec_tokens": "k",
     "scheduling_policy": "sched",
     "model": "m",
 }
@@ -169,7 +170,7 @@ def effective_experiment(cfg: Config, week: str, name: str) -> dict:
     for key in ("sweep", "fixed", "server_sweep", "engine_args"):
         if key in ov:
             exp[key] = {**exp.get(key, {}), **ov[key]}
-    for key in ("gpus", "engines", "repeats"):
+    for key in ("gpus", "engines", "repeats", "model"):
         if key in ov:
             exp[key] = ov[key]
     return exp
@@ -257,6 +258,41 @@ def _json_arg(v):
     return v
 
 
+MODEL_REF = "catalog:"
+
+
+def model_refs(value) -> list[str]:
+    """Catalog model ids that engine arguments name as ``catalog:<model id>`` strings, in order, e.g.
+    a speculative draft: ``speculative_config: {method: draft_model, model: "catalog:tiny-llama-draft"}``.
+    The workflow builds or downloads them like the served model and, at measure time, replaces each
+    reference with that model's local folder (:func:`resolve_model_refs`)."""
+    out = []
+    if isinstance(value, str) and value.startswith(MODEL_REF):
+        out.append(value[len(MODEL_REF) :])
+    elif isinstance(value, dict):
+        for v in value.values():
+            out += [m for m in model_refs(v) if m not in out]
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            out += [m for m in model_refs(v) if m not in out]
+    return out
+
+
+def resolve_model_refs(value, paths: dict):
+    """``value`` with every ``catalog:<model id>`` string replaced by ``paths[model id]``."""
+    if isinstance(value, str) and value.startswith(MODEL_REF):
+        return paths[value[len(MODEL_REF) :]]
+    if isinstance(value, dict):
+        return {k: resolve_model_refs(v, paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_model_refs(v, paths) for v in value]
+    return value
+
+
+def _unknown_model(ref: str, known) -> str:
+    return f"engine argument {MODEL_REF}{ref} names an unknown model (known: {', '.join(sorted(known))})"
+
+
 def engine_family(cfg: Config, engine: str) -> str:
     """The engine an engine variant is built on (``vllm-lmcache`` -> ``vllm``)."""
     seen = engine
@@ -328,7 +364,10 @@ def skip_reason(
 ) -> str | None:
     if engine is not None:
         lacks = cfg.gpu(gpu).get("lacks") or {}
-        for feat, why in features_needed(engine_family(cfg, engine), engine_args).items():
+        fargs = dict(engine_args)
+        if layout.get("connector"):  # a pd layout's KV connector is a feature of its servers too
+            fargs.setdefault("kv_transfer_config", {"kv_connector": layout["connector"]})
+        for feat, why in features_needed(engine_family(cfg, engine), fargs).items():
             if feat in lacks:
                 return f"unsupported: {feat} ({why}) on {gpu}: {lacks[feat]}"
     if model is not None:
@@ -348,6 +387,98 @@ def skip_reason(
     return None
 
 
+# -- knob studies (the tuning harness's isolation and stacked runs) ------------------------------
+DESIGNS = ("grid", "isolation", "stacked")
+MAX_STACKED_KNOBS = 4  # a stacked study plans every subset of its knobs: 2^n engine configurations
+
+
+def _baseline(exp: dict, server_sweep: dict, file, key: str) -> dict:
+    """Each server axis's baseline label (or value): ``baseline:`` where given, else its first."""
+    base = dict(exp.get("baseline") or {})
+    for a in base:
+        if a not in server_sweep:
+            raise ConfigError(file, f"{key}.baseline.{a}", f"not a server_sweep axis (axes: {list(server_sweep)})")
+    out = {}
+    for a, vals in server_sweep.items():
+        opts = _values(vals)
+        if a in base:
+            hit = [i for i, (lab, v) in enumerate(opts) if (lab if lab is not None else v) == base[a]]
+            if not hit:
+                raise ConfigError(file, f"{key}.baseline.{a}", f"{base[a]!r} is not one of the axis' values")
+            out[a] = hit[0]
+        else:
+            out[a] = 0
+    return out
+
+
+def knob_points(exp: dict, server_sweep: dict, file=None, key: str = "") -> list[tuple[str, list[tuple]]]:
+    """The server points of a knob study, each with its knob label, in plan order.
+
+    ``isolation``: the baseline (every axis at its baseline value), then each knob alone: one axis
+    at one other value, the rest at baseline (``<axis>=<label>``). ``stacked``: knobs (one other
+    value per axis, the axes' order) added one at a time, keeping each that helps; which help is
+    only known once measured, so every subset of the knobs is planned (``+a+b``) and the report
+    walks the path (inferlab.report.knobs). ``grid``: the product (no knob label)."""
+    design = exp.get("design", "grid")
+    if design not in DESIGNS:
+        raise ConfigError(file, f"{key}.design", f"unknown design {design!r} (known: {', '.join(DESIGNS)})")
+    if design != "grid" and not server_sweep:
+        raise ConfigError(file, f"{key}.design", f"a {design} study needs knobs: server_sweep axes")
+    if design != "grid" and any(set(g) & set(server_sweep) for g in exp.get("link", [])):
+        raise ConfigError(file, f"{key}.link", f"a {design} study's knobs cannot be linked")
+    base = _baseline(exp, server_sweep, file, key)
+    opts = {a: _values(v) for a, v in server_sweep.items()}
+
+    def point(choice: dict) -> list[tuple]:
+        return [(a, *opts[a][choice.get(a, base[a])]) for a in server_sweep]
+
+    def name(a, i):
+        lab, v = opts[a][i]
+        return f"{a}={lab if lab is not None else _fmt(v)}"
+
+    if design == "isolation":
+        out = [("baseline", point({}))]
+        for a in server_sweep:
+            out += [(name(a, i), point({a: i})) for i in range(len(opts[a])) if i != base[a]]
+        return out
+    if design == "stacked":
+        for a in server_sweep:
+            if len(opts[a]) != 2:
+                raise ConfigError(
+                    file, f"{key}.server_sweep.{a}", "a stacked study's knob has two values: baseline and the change"
+                )
+        knobs = list(server_sweep)
+        if len(knobs) > MAX_STACKED_KNOBS:
+            raise ConfigError(
+                file, f"{key}.server_sweep", f"{len(knobs)} knobs > {MAX_STACKED_KNOBS} (2^n configurations)"
+            )
+        out = []
+        for n in range(len(knobs) + 1):
+            for subset in itertools.combinations(knobs, n):
+                ch = {a: 1 - base[a] for a in subset}
+                out.append(("baseline" if not subset else "+" + "+".join(name(a, ch[a]) for a in subset), point(ch)))
+        return out
+    return [(None, p) for p in points(server_sweep, [], file, key)] if server_sweep else [(None, [])]
+
+
+def design_points(exp: dict, server_sweep: dict, sweep: dict, file=None, key: str = "") -> list[list[tuple]]:
+    """Every point (server + client axes) of an experiment under its ``design``."""
+    if exp.get("design", "grid") == "grid":
+        return points({**server_sweep, **sweep}, exp.get("link", []), file, key)
+    client = points(sweep, exp.get("link", []), file, key)
+    return [s + c for _, s in knob_points(exp, server_sweep, file, key) for c in client]
+
+
+def design_axes(exp: dict, server_point: dict, server_labels: dict) -> dict:
+    """``{"knob": label}`` (Parquet ``param_knob``) for a knob study's configuration; {} for a grid."""
+    if exp.get("design", "grid") == "grid":
+        return {}
+    for label, pt in knob_points(exp, exp.get("server_sweep", {})):
+        if {a: v for a, _, v in pt} == server_point:
+            return {"knob": label}
+    return {}
+
+
 def expand_week(cfg: Config, week: str) -> list[Cell]:
     cells = []
     file = cfg.files.get(week)
@@ -362,8 +493,7 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
         fixed = exp.get("fixed", {})
         layout = dict(exp.get("layout") or {"kind": "single"})
         repeats = int(exp.get("repeats", 1))
-        axes = {**server_sweep, **sweep}
-        pts = points(axes, exp.get("link", []), file, key)
+        pts = design_points(exp, server_sweep, sweep, file, key)
         for e in exp["engines"]:
             for g in gpus:
                 for pt in pts:
@@ -381,10 +511,17 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                     model = server_point.get("model", exp.get("model", cfg.model_id))
                     conf = configuration_id(server_point, server_labels, bundles)
                     base_id = cell_id(client_point, client_labels)
-                    full_args = {**cfg.preset["engines"].get(e, {}).get("args", {}), **args}
-                    tools.get(exp["tool"]).check(
-                        {**client_point, **fixed}, full_args, file, f"{key} (cell {conf}/{base_id} on {g})"
-                    )
+                    # a variant without its own preset setup runs with its base's (rules: configuration_spec)
+                    setup = cfg.preset["engines"].get(e) or cfg.preset["engines"].get(engine_family(cfg, e), {})
+                    full_args = {**setup.get("args", {}), **args}
+                    for ref in model_refs(full_args):
+                        if ref not in cfg.models:
+                            raise ConfigError(file, f"{key}.server_sweep", _unknown_model(ref, cfg.models))
+                    tool = tools.get(exp["tool"])
+                    where = f"{key} (cell {conf}/{base_id} on {g})"
+                    tool.check({**client_point, **fixed}, _with_context(full_args, cfg.models.get(model)), file, where)
+                    if hasattr(tool, "check_engine"):  # what the tool's client supports against this engine
+                        tool.check_engine({**client_point, **fixed}, engine_family(cfg, e), file, where)
                     for r in range(repeats):
                         c = Cell(
                             week=week,
@@ -400,7 +537,8 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                             engine_args=args,
                             server_axes={
                                 k: (server_labels.get(k, v) if not _scalar(v) else v) for k, v in server_point.items()
-                            },
+                            }
+                            | design_axes(exp, server_point, server_labels),
                             layout=layout,
                             between_cells={
                                 "reset_cache": exp.get("reset_cache_between_cells", True),
@@ -475,3 +613,13 @@ def job_name(key: tuple) -> str:
     """The rule (and Slurm job) name of an engine configuration's job:
     ``measure_<week>_<experiment>_<engine>_<gpu>_<configuration>``."""
     return "measure_" + "_".join(re.sub(r"[^A-Za-z0-9_]", "_", k) for k in key)
+
+
+def _with_context(args: dict, model: dict | None) -> dict:
+    """``args`` with ``max_model_len`` = the model's context (``max_position_embeddings``, what the
+    engine defaults to) where the configuration does not set it: a tool's check then rejects an
+    input + output beyond the model's context at load, not on a GPU job."""
+    if args.get("max_model_len") is not None or not model:
+        return args
+    ctx = (model.get("architecture") or {}).get("max_position_embeddings")
+    return {**args, "max_model_len": ctx} if isinstance(ctx, int) and not isinstance(ctx, bool) else args

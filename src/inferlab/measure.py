@@ -71,6 +71,10 @@ def run_configuration(
         "engine_identity": spec.get("engine_identity"),
         "started_at": provenance.now(),
     }
+    if hasattr(engine, "parallel_env"):
+        # what the configuration's ranks need in their environment (vLLM CPU: one core range per
+        # tensor-parallel rank); the preset's own env vars win
+        engine.env_vars = {**engine.parallel_env(spec["server_args"]), **engine.env_vars}
     if spec.get("skip"):
         skip_all(cells, cell_dirs, spec["skip"], workflow_dir)
         summary.update(measured_by="none", status="skipped", detail=spec["skip"])
@@ -268,6 +272,8 @@ def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Pat
                 startup = startlog.parse_startup_log(
                     (edir / ENGINE_LOG).read_text(errors="replace"), engine.metrics_dialect
                 )
+                if isinstance(startup_s, (int, float)):
+                    startup.append(startlog.driver_startup_row(startup_s))
                 for _c, _d, r in by_id.values():
                     r["provenance"]["driver"] = {k: v for k, v in ev.items() if k not in ("event", "t")}
                     r["provenance"]["engine_versions"] = versions

@@ -72,7 +72,15 @@ def self_times(events: list[dict]) -> list[tuple[str, float]]:
 
 
 def breakdown(trace: dict) -> dict:
-    """{"source", "total_us", "events", "share_pct": {category: %}, "top": [(name, us)]}."""
+    """{"source", "total_us", "events", "share_pct": {category: %}, "top": [(name, us)]}. A trace not
+    shaped as the profiler writes it is a ``ValueError`` (the typed parse error) saying what was wrong."""
+    try:
+        return _breakdown(trace)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        raise ValueError(f"not a PyTorch profiler trace: {e.__class__.__name__}: {e}") from e
+
+
+def _breakdown(trace: dict) -> dict:
     events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X" and "ts" in e]
     kernels = [e for e in events if e.get("cat") == "kernel"]
     if kernels:
@@ -95,6 +103,61 @@ def breakdown(trace: dict) -> dict:
         "events": len(times),
         "share_pct": {c: 100.0 * per[c] / total for c in ORDER},
         "top": [[n, round(t, 1)] for n, t in top],
+        "allreduce": allreduce(trace),
+    }
+
+
+# All-reduce implementations by kernel/operator name, first match wins (vLLM's dispatch order on
+# CUDA: FlashInfer AR, NCCL symm-mem, quick AR, custom AR, torch symm-mem, pynccl; shared/notes
+# weeks04-16.md "Week 13"). On the CPU build the ranks all-reduce through vLLM's shm communicator
+# or torch.distributed's gloo backend (c10d ops in the trace).
+ALLREDUCE: list[tuple[str, re.Pattern]] = [
+    ("flashinfer", re.compile(r"flashinfer|trtllm.*all_?reduce|allreduce_fusion|lamport", re.I)),
+    ("custom_ar", re.compile(r"cross_device_reduce", re.I)),
+    ("quick_ar", re.compile(r"quick_?all_?reduce|qr_all_reduce", re.I)),
+    ("nccl", re.compile(r"nccl\w*AllReduce|ncclKernel_AllReduce", re.I)),
+    ("symm_mem", re.compile(r"multimem|one_shot_all_reduce|two_shot_all_reduce", re.I)),
+    ("shm", re.compile(r"shm_all_?reduce", re.I)),
+    ("gloo", re.compile(r"gloo|c10d::all_?reduce|all_reduce|allreduce", re.I)),
+]
+
+
+def allreduce_impl(name: str) -> str | None:
+    """The all-reduce implementation a kernel/operator name belongs to, None when it is none."""
+    for impl, pat in ALLREDUCE:
+        if pat.search(name):
+            return impl
+    return None
+
+
+def allreduce(trace: dict) -> dict:
+    """All-reduce time in a trace: GPU kernels when there are any, else CPU operators' self time.
+    {"source", "total_us" (all profiled time), "allreduce_us", "calls", "share_pct", "impls":
+    {impl: us}, "impl" (the one with most time, or "none")}."""
+    events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X" and "ts" in e]
+    kernels = [e for e in events if e.get("cat") == "kernel"]
+    if kernels:
+        source, times = "GPU kernels", [(e.get("name", ""), float(e.get("dur", 0))) for e in kernels]
+    else:
+        source = "CPU operators (self time; no GPU in this trace)"
+        times = self_times([e for e in events if e.get("cat") == "cpu_op"])
+    total = sum(t for _, t in times)
+    impls: dict[str, float] = {}
+    calls = 0
+    for name, t in times:
+        impl = allreduce_impl(name)
+        if impl is not None:
+            impls[impl] = impls.get(impl, 0.0) + t
+            calls += 1
+    ar = sum(impls.values())
+    return {
+        "source": source,
+        "total_us": total,
+        "allreduce_us": ar,
+        "calls": calls,
+        "share_pct": 100.0 * ar / total if total > 0 else None,
+        "impls": {k: round(v, 1) for k, v in impls.items()},
+        "impl": max(impls, key=impls.get) if impls else "none",
     }
 
 

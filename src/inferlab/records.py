@@ -102,7 +102,11 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
         "telemetry": (record.get("telemetry") or {}).get("telemetry"),
         "command": " ".join(prov["command"]) if prov.get("command") else None,
     }
-    eng = engine or engines_mod.get(record["engine"])(None, {})
+    name = record["engine"]
+    if engine is None and name not in engines_mod.ENGINES:
+        # an engine variant (config/engines.yaml `base:`, e.g. vllm_lmcache) parses as its base adapter
+        name = next((e for e in engines_mod.ENGINES if name.startswith(e + "_")), name)
+    eng = engine or engines_mod.get(name)(None, {})
     metrics = None
     if record["status"] == "ok":
         try:
@@ -127,6 +131,14 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
                         "unit": "%",
                         "definition": f"share of profiled time in {cat} ({src}; patterns in inferlab/profile.py)",
                     }
+                ]
+            ar = prof.get("allreduce")
+            if ar and ar.get("share_pct") is not None:
+                how = f"all-reduce via {ar['impl']} ({ar['source']}; inferlab/profile.py ALLREDUCE)"
+                metrics = metrics + [
+                    {"metric": "allreduce_time_share", "value": float(ar["share_pct"]), "unit": "%", "definition": how},
+                    {"metric": "allreduce_calls", "value": float(ar["calls"]), "unit": "calls", "definition": how},
+                    {"metric": "allreduce_time", "value": ar["allreduce_us"] / 1e3, "unit": "ms", "definition": how},
                 ]
         # server-side rows (inferlab.scrape: /metrics deltas and gauges of the cell) and the engine's
         # start-up rows (inferlab.startlog: KV capacity, load / compile / graph-capture times)
@@ -245,6 +257,10 @@ def schema_markdown() -> str:
         "- `kernel_time_share_{gemm,attention,norm_elementwise,other}` (%): a profile cell's trace split by",
         "  kernel/operator name patterns (`inferlab/profile.py`): GPU kernels on a GPU, CPU operators' self",
         "  time on the CPU default.",
+        "- `allreduce_time_share` (%), `allreduce_time` (ms), `allreduce_calls`: the same trace's all-reduce",
+        "  kernels/operators (`inferlab/profile.py` ALLREDUCE; the definition names the implementation:",
+        "  flashinfer, custom_ar, nccl, ..., gloo or shm on the CPU).",
+        "- `expert_load_*`, `expert_share_e<i>` (%): an MoE model's routing histogram (`expert_load` tool).",
         "- Telemetry rows are present only where NVML saw the GPU; the `telemetry` column says",
         "  `unavailable: <why>` otherwise (the CPU default).",
         "",

@@ -157,10 +157,30 @@ def _slurm_state() -> str | None:
         r = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    for tok in r.stdout.split():
-        if tok.startswith("JobState="):
-            return tok.split("=", 1)[1]
-    return None
+    fields = dict(tok.split("=", 1) for tok in r.stdout.split() if "=" in tok)
+    state = fields.get("JobState")
+    if state in ("COMPLETING", "RUNNING"):
+        # while Slurm signals the job its final state is masked as COMPLETING: a run time at or past
+        # the time limit is the time limit (TIMEOUT); otherwise it stays as seen (a cancel)
+        run, limit = _slurm_seconds(fields.get("RunTime")), _slurm_seconds(fields.get("TimeLimit"))
+        if run is not None and limit is not None and run >= limit:
+            return "TIMEOUT"
+    return state
+
+
+def _slurm_seconds(v: str | None) -> int | None:
+    """Slurm's [days-]hh:mm:ss / mm:ss -> seconds; None for UNLIMITED or anything else."""
+    if not v:
+        return None
+    days, _, hms = v.rpartition("-")
+    try:
+        parts = [int(x) for x in hms.split(":")]
+        d = int(days) if days else 0
+    except ValueError:
+        return None
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return ((d * 24 + parts[0]) * 60 + parts[1]) * 60 + parts[2]
 
 
 def fault_command(kind: str, cmd: list[str]) -> list[str]:

@@ -16,8 +16,10 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -95,8 +97,14 @@ class Server:
         classify=None,
         gpu_index: int | None = None,
         bind_retries: int = 3,
+        owned: list | None = None,
     ) -> Server:
-        """Start ``make_cmd(port)`` and wait until it is ready. Raises :class:`ServerError`."""
+        """Start ``make_cmd(port)`` and wait until it is ready. Raises :class:`ServerError`.
+
+        ``owned``: the caller's list of servers it must tear down; the server is appended to it
+        the moment its process exists (SIGTERM/SIGINT held back from the spawn to the append), so
+        an interruption at ANY point (during the spawn, the wait, or after ``start`` returned but
+        before the caller stored the result) leaves a server its teardown sees."""
         log = Path(log)
         log.parent.mkdir(parents=True, exist_ok=True)
         baseline = gpu_memory_used_mib(gpu_index)
@@ -104,9 +112,16 @@ class Server:
         for attempt in range(bind_retries):
             port = free_port()
             cmd = make_cmd(port)
-            proc = spawn(cmd, log, env, cwd, mode="ab")
-            srv = cls(proc, port, log, health_path, time.monotonic(), gpu_baseline_mib=baseline, gpu_index=gpu_index)
+            srv = None
             try:
+                with deferred_signals():
+                    proc = spawn(cmd, log, env, cwd, mode="ab")
+                    srv = cls(
+                        proc, port, log, health_path, time.monotonic(), gpu_baseline_mib=baseline, gpu_index=gpu_index
+                    )
+                    if owned is not None:
+                        owned.append(srv)
+                # a signal held back above is delivered here, inside the try: torn down below
                 srv._wait_ready(ready_timeout_s, classify)
                 return srv
             except ServerError as e:
@@ -118,8 +133,11 @@ class Server:
             except BaseException:
                 # interrupted while starting (scancel's SIGTERM, Ctrl-C, a deadline of the caller):
                 # the caller never holds this server, so its group is torn down here, before the
-                # interruption goes on; nothing may outlive the job holding a GPU
-                srv.stop(grace_s=5.0, drain_timeout_s=10.0)
+                # interruption goes on (a second signal waits until the group is gone); nothing
+                # may outlive the job holding a GPU
+                if srv is not None:
+                    with deferred_signals():
+                        srv.stop(grace_s=5.0, drain_timeout_s=10.0)
                 raise
         raise last  # pragma: no cover
 
@@ -159,6 +177,36 @@ class Server:
     def __exit__(self, *exc):
         if self.stopped_s is None:
             self.stop()
+
+
+class deferred_signals:
+    """Hold SIGTERM/SIGINT back for a short critical section (spawn a process and record who owns
+    it; tear a group down): a signal arriving inside is delivered, once, to the handler that was
+    installed before, when the section ends. Python runs signal handlers in the main thread only,
+    so elsewhere this does nothing (and nothing needs it: only the main thread is interrupted)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __enter__(self):
+        self.pending: list[int] = []
+        self.prev = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self.prev[s] = signal.getsignal(s)
+                signal.signal(s, lambda signum, frame: self.pending.append(signum))
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.prev.items():
+            signal.signal(s, h)
+        if self.pending:
+            signum = self.pending[0]
+            handler = self.prev.get(signum)
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+        return False
 
 
 def _tail(path: Path, lines: int = 60) -> str:

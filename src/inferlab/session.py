@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import io, layouts, provenance, scrape, startlog, telemetry
+from . import io, layouts, provenance, scrape, startlog, telemetry, tools
 from .engines.base import Engine
 from .runner import INTERRUPTED, RECORD, _slurm_state, _Terminated, kill_group, log_tail, new_record, spawn
 from .server import HOST, Server, ServerError
@@ -59,7 +59,7 @@ class _Cell:
         self.cell = cell
         self.dir = Path(outdir).absolute()
         self.dir.mkdir(parents=True, exist_ok=True)
-        _archive(self.dir, (RAW, CLIENT_LOG, RECORD, INTERRUPTED))
+        _archive(self.dir, (RAW, CLIENT_LOG, RECORD, INTERRUPTED, BACKGROUND_RAW, BACKGROUND_LOG))
         self.record = new_record(
             cell, client_log=CLIENT_LOG, engine_log=str(Path("..") / sdir.name / SERVER_LOG), measured_by="server"
         )
@@ -166,6 +166,7 @@ def run_session(
     server = None
     server_cmd = None
     gauges = None
+    owned: list = []  # every server started, from the moment its process exists (teardown sees it)
     try:
         profiling = any(c.cell["params"].get("profile") for c in todo)
         prof_dir = sdir / PROFILE_DIR
@@ -200,6 +201,7 @@ def run_session(
                     cwd=sdir,
                     classify=engine.classify_failure,
                     gpu_index=gpu_index,
+                    owned=owned,
                 )
             # several processes (prefill + decode + proxy): ready when all are; the client
             # talks to the layout's front (the proxy); a member that dies is named
@@ -235,6 +237,8 @@ def run_session(
         # server-side numbers: the start-up log (KV capacity, load/compile/graph times) and the
         # cache configuration once; /metrics counters before and after every cell; gauges sampled
         startup = startlog.parse_startup_log(Path(server.log).read_text(errors="replace"), engine.metrics_dialect)
+        if isinstance(server.ready_s, (int, float)):
+            startup.append(startlog.server_ready_row(server.ready_s))
         try:
             first = scrape.scrape(server.base_url, engine.metrics_path)
             startup += scrape.cache_config_rows(first)
@@ -313,8 +317,9 @@ def run_session(
                 c.record.setdefault("provenance", prov)
                 rec = c.finish("failed", reason, f"session got signal {t.signum}; Slurm state {state or 'n/a'}")
                 io.write_json(c.dir / INTERRUPTED, rec)
-        if server is not None:
-            server.stop(grace_s=5.0, drain_timeout_s=10.0)
+        for srv in {id(s): s for s in [*owned, *([server] if server is not None else [])]}.values():
+            if srv.stopped_s is None:
+                srv.stop(grace_s=5.0, drain_timeout_s=10.0)
         sampler.stop()
         _write_session(sdir, session, t_start, status="interrupted", detail=f"signal {t.signum}")
         raise SystemExit(128 + t.signum) from None
@@ -328,6 +333,9 @@ def run_session(
         if server is not None and server.stopped_s is None:
             session["teardown"] = server.stop()
             session["teardown_s"] = server.stopped_s
+        for srv in owned:  # started but never handed over (interrupted between start and use)
+            if srv.stopped_s is None:
+                srv.stop(grace_s=5.0, drain_timeout_s=10.0)
         sampler.stop()
     return _write_session(sdir, session, t_start, status="done")
 
@@ -390,11 +398,22 @@ def _run_one(
 ) -> None:
     raw = c.dir / RAW
     clog = c.dir / CLIENT_LOG
-    cmd = engine.client_command(server.base_url, model_path, c.cell["params"], dataset_path, raw, warmups=warmups)
+    tool = tools.get(c.cell["tool"]) if c.cell["tool"] in tools.TOOLS else None
+    try:
+        if getattr(tool, "CLIENT", False):  # a client of its own (lm_eval), not the engine's load client
+            cmd = tool.client_command(engine, server.base_url, model_path, c.cell["params"], raw, warmups)
+        else:
+            cmd = engine.client_command(
+                server.base_url, model_path, c.cell["params"], dataset_path, raw, warmups=warmups
+            )
+    except (OSError, ValueError) as e:
+        c.finish("failed", "client_error", f"no client command: {e.__class__.__name__}: {e}")
+        return
     c.record["provenance"]["command"] = cmd
     c.record["injected_fault"] = fault
     c.begin()
     t_wall0 = time.time()
+    bg = _start_background(c, engine, server, model_path)  # a concurrent second load (Week 8), or None
     proc = spawn(cmd, clog, engine.client_environ(), c.dir)
     try:
         if fault == "kill_server":
@@ -408,9 +427,14 @@ def _run_one(
     except subprocess.TimeoutExpired:
         kill_group(proc)
         rc = None
+    except BaseException:
+        if bg is not None:  # interrupted: the background client goes with the cell's
+            kill_group(bg, grace_s=0.0)
+        raise
     finally:
         if proc.poll() is None:
             kill_group(proc, grace_s=5.0)
+    bg_failed = _finish_background(c, bg, timeout_s, t_wall0) if bg is not None else None
     t_wall1 = time.time()
     c.t_wall = (t_wall0, t_wall1)
     tail = log_tail(clog)
@@ -434,6 +458,10 @@ def _run_one(
         detail = f"client exited with {rc}" + ("" if raw.exists() else " and wrote no output file")
         c.finish("failed", "client_error", detail, rc, tail)
         return
+    if bg_failed:
+        # the cell's numbers exist but not under the declared mixed load: not the measurement asked for
+        c.finish("failed", "client_error", bg_failed, rc, log_tail(c.dir / BACKGROUND_LOG))
+        return
     try:
         rows = engine.parse(c.cell["tool"], raw, c.cell["params"])
     except Exception as e:
@@ -442,6 +470,60 @@ def _run_one(
     out_tokens = next((r["value"] for r in rows if r["metric"] == "total_output_tokens"), None)
     telem = telemetry.summarize(sampler.window(t_wall0, t_wall1), sampler.status, out_tokens)
     c.finish("ok", None, None, rc, "", {"telemetry": telem})
+
+
+BACKGROUND_RAW = "background.json"
+BACKGROUND_LOG = "background.log"
+
+
+def _start_background(c: _Cell, engine, server, model_path):
+    """A cell's background load (tools/bench_serving.py ``background_*``): a second client of the engine's own,
+    started with the cell's client, its own random prompts, lengths and rate, no warm-up; its
+    result (with per-request detail) goes to ``background.json`` beside raw.json."""
+    from .tools import bench_serving
+
+    bg = bench_serving.background(c.cell["params"])
+    if not bg:
+        return None
+    p = {
+        "dataset_name": "random",
+        "seed": int(c.cell["params"].get("seed", 0)) + 1,
+        **bg,
+        "ignore_eos": True,
+        "save_detailed": True,
+    }
+    out = c.dir / BACKGROUND_RAW
+    cmd = engine.client_command(server.base_url, model_path, p, "", out, warmups=0)
+    c.record["background"] = {"params": p, "command": cmd}
+    return spawn(cmd, c.dir / BACKGROUND_LOG, engine.client_environ(), c.dir)
+
+
+def _finish_background(c: _Cell, proc, timeout_s, t0: float) -> str | None:
+    """Wait for the background client (within the cell's timeout); record its outcome. Returns why
+    it failed, or None."""
+    left = None if timeout_s is None else max(1.0, timeout_s - (time.time() - t0))
+    try:
+        rc = proc.wait(timeout=left)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        rc = None
+    if proc.poll() is None:
+        kill_group(proc, grace_s=5.0)
+    info = c.record["background"]
+    info["returncode"] = rc
+    out = c.dir / BACKGROUND_RAW
+    try:
+        data = json.loads(out.read_text())
+        info.update({k: data.get(k) for k in ("completed", "failed", "duration", "mean_ttft_ms", "p99_ttft_ms")})
+    except (OSError, ValueError):
+        data = None
+    if rc is None:
+        return f"background client did not finish within {timeout_s:g} s; its group was killed"
+    if rc != 0 or data is None:
+        return f"background client exited with {rc}" + ("" if data is not None else " and wrote no output file")
+    if data.get("failed"):
+        return f"background client: {data.get('failed')} of its requests failed"
+    return None
 
 
 def _profile(c: _Cell, prof_dir: Path) -> None:

@@ -36,6 +36,13 @@ cuda_graph_memory_estimate              ``Estimated CUDA graph memory: X GiB tot
 cuda_graph_pool_memory                  ``CUDA graph pool memory: X GiB (actual), ...``              GPU
 engine_init_time, engine_init_compile   ``init engine (profile, create kv cache, warmup model) took  both
                                         X s [(compilation: Y s)]`` (v1/engine/core.py)
+compile_profiling_run_time              ``[tag] Initial profiling/warmup run took X s`` (compilation/ both
+                                        monitor.py), summed over tags
+compile_cache_hit                       1: ``[tag] Directly load AOT compilation from path P`` (the   both
+                                        compiled model came from vLLM's compile cache); 0: ``[tag]
+                                        saved AOT compiled function to P`` (compiled in this start)
+                                        (compilation/decorators.py): says whether the compile
+                                        times above are a cold or a warm start
 ======================================  ==========================================================  ======
 
 On the CPU engine (captured in ``tests/data/serverside/``) there is no ``Available KV cache
@@ -264,6 +271,7 @@ def _parse_vllm(lines: list[str]) -> list[dict]:
                 "'Warming up done.' (1 s resolution; the CPU engine logs no torch.compile time)",
             )
         )
+    rows += _compile_cache_rows(lines)
     return rows
 
 
@@ -394,3 +402,66 @@ def parse_startup_log(text: str, engine: str = "vllm") -> list[dict]:
 def startup_values(text: str, engine: str = "vllm") -> dict[str, float]:
     """``{metric: value}`` of :func:`parse_startup_log`."""
     return {r["metric"]: r["value"] for r in parse_startup_log(text, engine)}
+
+
+def driver_startup_row(startup_s: float) -> dict:
+    """The offline driver's start-up time as a start-up row (``engine_startup_time``): its process
+    start (``import vllm``) to the engine built and ready, what one ``vllm bench latency`` run pays
+    before its first iteration; the offline analogue of a server's launch to /health 200."""
+    return _row(
+        "engine_startup_time",
+        startup_s,
+        "s",
+        "offline driver: process start (import vllm) to engine ready (LLM built; load, profile, KV cache, "
+        "compile/capture, warm-up); the offline analogue of launch to /health 200",
+    )
+
+
+def server_ready_row(ready_s: float) -> dict:
+    """A serving session's launch to /health 200 (``server.ready_s``) as a start-up row."""
+    return _row(
+        "engine_startup_time",
+        ready_s,
+        "s",
+        "server launch to /health 200 (process alive and healthy; inferlab.server)",
+    )
+
+
+_AOT_LOADED = re.compile(r"(\[[^\]]*\] )?Directly load AOT compilation from path ")
+_AOT_SAVED = re.compile(r"(\[[^\]]*\] )?(?:saved|unable to save) AOT compiled function to ")
+_PROFILING_RUN = re.compile(r"(\[[^\]]*\] )?Initial profiling/warmup run took " + _NUM + r" s")
+
+
+def _compile_cache_rows(lines: list[str]) -> list[dict]:
+    """Whether the compiled model was loaded from vLLM's compile cache (a warm start) or compiled in
+    this start (cold), and the compiled model's first profiling run (compilation/monitor.py; also on
+    the CPU). No rows for an engine that compiles nothing (--enforce-eager)."""
+    rows = []
+    loaded = {m.group(1) for x in lines if (m := _AOT_LOADED.search(x))}
+    saved = {m.group(1) for x in lines if (m := _AOT_SAVED.search(x))}
+    if loaded or saved:
+        rows.append(
+            _row(
+                "compile_cache_hit",
+                1.0 if loaded and not saved else 0.0,
+                "bool",
+                "1 = every compiled module was loaded from vLLM's compile cache ('Directly load AOT compilation'), "
+                "0 = compiled in this start ('saved AOT compiled function'): a warm start's compile times are "
+                "not a cold start's",
+            )
+        )
+    runs: dict = {}
+    for x in lines:
+        m = _PROFILING_RUN.search(x)
+        if m:
+            runs.setdefault(m.group(1), _f(m.group(2)))
+    if runs:
+        rows.append(
+            _row(
+                "compile_profiling_run_time",
+                sum(runs.values()),
+                "s",
+                f"the compiled model's first (profiling/warm-up) run, summed over modules; {len(runs)} line(s)",
+            )
+        )
+    return rows

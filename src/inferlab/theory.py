@@ -91,6 +91,7 @@ WEIGHT_BYTES: dict[str, float] = {
     "w8a8": 1,
     "experts_int8": 1,
     "int4": 0.5,
+    "w4a16": 0.5,
     "awq": 0.5,
     "awq_marlin": 0.5,
     "gptq_marlin": 0.5,
@@ -235,6 +236,12 @@ def active_param_count(arch: dict) -> int:
     return param_counts(arch).active
 
 
+def active_fraction(arch: dict) -> float:
+    """Active / total parameters (Week 14): 1 for a dense model; Mixtral-8x7B ~0.28 (12.9 B of 46.7 B)."""
+    pc = param_counts(arch)
+    return pc.active / pc.total
+
+
 # --------------------------------------------------------------------------------------------------
 # Course conventions (Weeks 2-3): dense model read whole per step, one GPU, one token per step
 
@@ -249,6 +256,18 @@ def weight_bytes_per_param(dtype: str) -> float:
 def weights_bytes(arch: dict, dtype: str) -> float:
     """The model's size in bytes: every parameter (every expert) x bytes per weight."""
     return llama_param_count(arch) * weight_bytes_per_param(dtype)
+
+
+def quantized_weights_bytes(arch: dict, quantization: str | None, dtype: str = "bfloat16") -> float:
+    """Weight memory of a quantized checkpoint (Week 12): the quantized linear layers (attention,
+    MLP, experts, router) at ``quantization``'s bytes per weight, while the embeddings, the LM head
+    and the norms stay in ``dtype`` (llm-compressor, AWQ and GPTQ leave them 16-bit). Scales and
+    zero points not counted. Llama-3.1-8B AWQ-INT4: ~5.7 GB, not the course's "~4 GB"."""
+    pc = param_counts(arch)
+    hi = pc.embedding + pc.lm_head + pc.norms
+    if _is_none(quantization):
+        return pc.total * weight_bytes_per_param(dtype)
+    return hi * weight_bytes_per_param(dtype) + (pc.total - hi) * weight_bytes_per_param(str(quantization).lower())
 
 
 def _read_bytes(arch: dict, dtype: str) -> float:
@@ -514,3 +533,60 @@ def throughput_step_cap(
 def throughput_compute_cap(arch: dict, gpu: dict, prec: Precision = BF16, placement: Placement = SINGLE) -> float:
     """Most output tokens/s at the aggregate peak: each needs one position and one LM-head row."""
     return placement.peak_flops(gpu, prec.compute_factor) / (flops_per_token(arch) + logit_flops(arch))
+
+
+# -- Weeks 4 and 7: KV block fragmentation and static batching (shared/notes/weeks04-16.md §H) --------
+
+
+def memory_waste(lengths, block_size: int) -> float:
+    """Week 4: internal fragmentation of paged KV blocks, as a fraction: each request of ``L`` tokens
+    (prompt + output) holds ceil(L/B) blocks of B tokens, the unused tail of its last block is waste:
+    sum(ceil(L/B)*B - L) / sum(ceil(L/B)*B)."""
+    b = int(block_size)
+    if b <= 0:
+        raise ValueError(f"block_size must be positive, got {block_size!r}")
+    held = used = 0
+    for n in lengths:
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"a request length is negative: {n}")
+        held += -(-n // b) * b
+        used += n
+    if held == 0:
+        raise ValueError("no tokens: memory waste is undefined")
+    return (held - used) / held
+
+
+def padding_waste(output_lens, batch_size: int | None = None) -> float:
+    """Week 7: share of a static batch's decode slots that produce no requested token: the batch runs
+    to its longest request, so 1 - sum(O_i) / (B * max O). ``batch_size`` defaults to the rows
+    given (a last, partial batch of a list counts its own rows)."""
+    outs = [int(o) for o in output_lens]
+    if not outs or max(outs) <= 0:
+        raise ValueError("padding waste needs at least one positive output length")
+    b = len(outs) if batch_size is None else int(batch_size)
+    if b < len(outs):
+        raise ValueError(f"{len(outs)} rows in a batch of {b}")
+    return 1.0 - sum(outs) / (b * max(outs))
+
+
+def batches_padding_waste(output_lens, batch_size: int) -> float:
+    """Padding waste of a list of requests cut, in order, into static batches of ``batch_size``
+    (the last may be smaller and counts its own rows): 1 - sum(O) / sum over batches of (rows x max O)."""
+    outs = [int(o) for o in output_lens]
+    b = int(batch_size)
+    if b <= 0 or not outs:
+        raise ValueError("need a positive batch size and at least one request")
+    slots = sum(len(outs[i : i + b]) * max(outs[i : i + b]) for i in range(0, len(outs), b))
+    if slots <= 0:
+        raise ValueError("no decode slots")
+    return 1.0 - sum(outs) / slots
+
+
+def static_occupancy(output_lens) -> list[int]:
+    """Week 7: rows of one static batch still producing a requested token at each decode step
+    (step s counts the requests with O_i > s), for s = 0 .. max O - 1."""
+    outs = [int(o) for o in output_lens]
+    if not outs:
+        return []
+    return [sum(1 for o in outs if o > s) for s in range(max(outs))]

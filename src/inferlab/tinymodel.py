@@ -54,6 +54,8 @@ def build(out: Path, spec: dict | None = None) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    moe = (spec or {}).get("num_local_experts") is not None
+
     s = {**DEFAULT_SPEC, **(spec or {})}
     if s["vocab_size"] < MIN_VOCAB:
         raise ValueError(f"vocab_size {s['vocab_size']} < {MIN_VOCAB} (vllm bench latency needs it)")
@@ -87,8 +89,17 @@ def build(out: Path, spec: dict | None = None) -> Path:
         vocab = max(s["vocab_size"], len(hf_tok))
         torch.manual_seed(s["seed"])
         extra = {k: s[k] for k in ("rope_theta", "rope_scaling") if s.get(k) is not None}
-        cfg = LlamaConfig(
+        if moe:
+            # a tiny Mixtral (notes §T): every layer an MoE layer of num_local_experts experts, top-k
+            # routing; hidden and intermediate sizes multiples of 32 (vLLM's CPU MoE kernel needs it)
+            from transformers import MixtralConfig, MixtralForCausalLM
+
+            extra["num_local_experts"] = int(s["num_local_experts"])
+            extra["num_experts_per_tok"] = int(s.get("num_experts_per_tok") or 1)
+        cfg = (MixtralConfig if moe else LlamaConfig)(
             **extra,
+            # SGLang reads the architecture from config.json (vLLM infers it): always written
+            architectures=["MixtralForCausalLM" if moe else "LlamaForCausalLM"],
             vocab_size=vocab,
             hidden_size=s["hidden_size"],
             intermediate_size=s["intermediate_size"],
@@ -107,7 +118,7 @@ def build(out: Path, spec: dict | None = None) -> Path:
             cfg.save_pretrained(tmp)
             n_params = None
         else:
-            model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+            model = (MixtralForCausalLM if moe else LlamaForCausalLM)(cfg).to(torch.bfloat16)
             model.save_pretrained(tmp, safe_serialization=True)
             n_params = sum(p.numel() for p in model.parameters())
         (tmp / "inferlab_build.json").write_text(

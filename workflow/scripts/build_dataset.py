@@ -11,5 +11,12 @@ with logged(sm.log[0]):
     spec = sm.params.spec
     if spec["format"] != "sharegpt":
         raise ValueError(f"no builder for dataset format {spec['format']!r}")
-    download.build_sharegpt(sm.output[0], spec["conversations"], spec.get("seed", 0))
+    if spec.get("task", "chat") == "arithmetic":  # the trained models' held-out questions
+        from inferlab import train
+
+        train.arithmetic_sharegpt(
+            sm.output[0], spec["conversations"], spec["seed"], spec["max_operand"], spec["eval_fraction"]
+        )
+    else:
+        download.build_sharegpt(sm.output[0], spec["conversations"], spec.get("seed", 0))
     print(f"built {spec['conversations']} conversations -> {sm.output[0]}")

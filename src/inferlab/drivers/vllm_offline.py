@@ -507,8 +507,23 @@ class Driver:
             "achieved": achieved,
             "achieved_ok": achieved == requested,
             "driver": {"engine_args_deviation": dev, "dataset_seed": args.seed},
+            # per-request lengths (Week 4's KV fragmentation; the HF baseline's same-requests check)
+            "lengths": {
+                "prompt": [int(r.prompt_len) for r in requests],
+                "output": [int(r.expected_output_len) for r in requests],
+            },
+            "kv_cache": self.kv_cache_info(),
         }
         return results, elapsed_time
+
+    def kv_cache_info(self) -> dict:
+        """The engine's KV block size and block count as its cache config holds them (the block
+        count is set there by an in-process engine core; None where it is not visible)."""
+        try:
+            cc = self.llm.llm_engine.vllm_config.cache_config
+            return {"block_size": cc.block_size, "num_gpu_blocks": getattr(cc, "num_gpu_blocks", None)}
+        except Exception as e:  # provenance-like: never fails the cell
+            return {"error": f"{e.__class__.__name__}: {e}"}
 
     def _run_vllm_requests(self, requests, n: int, disable_detokenize: bool):
         """throughput.py _run_vllm_requests for backend vllm, no LoRA, no prequeue, no profile."""

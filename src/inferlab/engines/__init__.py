@@ -5,10 +5,11 @@ registered in ``ENGINES``.
 """
 
 from .base import Engine, engine_args_to_cli
+from .hf import HF
 from .sglang import SGLang
 from .vllm import VLLM
 
-ENGINES: dict[str, type[Engine]] = {"vllm": VLLM, "sglang": SGLang}
+ENGINES: dict[str, type[Engine]] = {"vllm": VLLM, "sglang": SGLang, "hf": HF}
 
 
 def get(name: str) -> type[Engine]:

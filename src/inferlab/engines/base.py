@@ -36,7 +36,7 @@ FAILURE_PATTERNS: list[tuple[str, re.Pattern]] = [
     (
         "oom",
         re.compile(
-            r"out of memory|OutOfMemoryError|CUDA error: out of memory|Cannot allocate memory|"
+            r"out of memory|OutOfMemoryError|MemoryError|CUDA error: out of memory|Cannot allocate memory|"
             r"No available memory for the cache blocks|oom-kill",
             re.I,
         ),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..tools import bench_serving
 from . import serving
 from .base import Engine, engine_args_to_cli
 
@@ -87,10 +88,13 @@ class SGLang(Engine):
             str(model_path),
             "--dataset-name",
             p.get("dataset_name", "sharegpt"),
-            "--dataset-path",
-            str(dataset_path),
+        ]
+        if p.get("dataset_name", "sharegpt") == "sharegpt":
+            cmd += ["--dataset-path", str(dataset_path)]
+        cmd += [
+            # generated-shared-prefix ignores --num-prompts (groups x prompts per group): say the real count
             "--num-prompts",
-            str(p["num_prompts"]),
+            str(bench_serving.request_count(p)),
             "--request-rate",
             str(p["request_rate"]),
             "--seed",
@@ -99,6 +103,9 @@ class SGLang(Engine):
             str(out_file),
             "--disable-tqdm",
         ]
+        cmd += workload_flags(p)
+        if p.get("cache_report"):
+            cmd.append("--cache-report")
         if p.get("max_concurrency"):
             cmd += ["--max-concurrency", str(p["max_concurrency"])]
         # its default is 1 warm-up request; say how many, so both engines' clients do the same
@@ -118,6 +125,18 @@ class SGLang(Engine):
         return VLLM.metric_names(self, tool)
 
     def parse(self, tool, raw_path, params):
+        try:
+            return SGLang._parse(self, tool, raw_path, params)  # also for adapters borrowing SGLang.parse
+        except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as e:  # typed parse error
+            raise ValueError(
+                f"{Path(raw_path).name} is not shaped as {tool} writes it: {e.__class__.__name__}: {e}"
+            ) from e
+
+    def _parse(self, tool, raw_path, params):
+        if tool == "lm_eval":  # an engine-neutral client (tools/lm_eval.py)
+            from ..tools import lm_eval
+
+            return lm_eval.parse(json.loads(Path(raw_path).read_text()))
         if tool != "bench_serving":
             raise ValueError(f"sglang adapter has no tool {tool!r}")
         return parse_bench_serving(Path(raw_path).read_text(), params)
@@ -138,7 +157,65 @@ def parse_bench_serving(text: str, params: dict) -> list[dict]:
         stats[f"{m}_p99"] = data.get(f"p99_{key}_ms")
     counts = {k: data.get(k) for k in serving.COUNTS}
     counts["total_token_throughput"] = data.get("total_throughput")
-    if counts.get("completed") is not None and params.get("num_prompts") is not None:
-        counts["failed"] = int(params["num_prompts"]) - int(counts["completed"])
+    sent = bench_serving.request_count(params)
+    if counts.get("completed") is not None and sent is not None:
+        counts["failed"] = sent - int(counts["completed"])
     serving.check(counts)
-    return serving.rows(stats, counts, "sglang.benchmark.serving")
+    out = serving.rows(stats, counts, "sglang.benchmark.serving")
+    if params.get("cache_report"):
+        out += cache_report_rows(data)
+    return out
+
+
+CACHE_REPORT = (
+    (
+        "client_cache_hit_rate",
+        "fraction",
+        "cache_hit_rate_pct / 100: cached / prompt tokens over the completed requests",
+    ),
+    ("client_cached_tokens", "tokens", "total_cached_tokens: prompt tokens the server reported cached"),
+    ("client_prompt_tokens", "tokens", "total_prompt_tokens of the completed requests"),
+)
+
+
+def cache_report_rows(data: dict) -> list[dict]:
+    """``--cache-report``'s ``cache_report`` object (the server's per-request cached-token counts,
+    summed by the client) -> rows; asked for and absent is a parse error, never a silent 0."""
+    cr = data.get("cache_report")
+    if not isinstance(cr, dict):
+        raise ValueError("--cache-report was asked for but the output line has no cache_report object")
+    vals = {
+        "client_cache_hit_rate": None if cr.get("cache_hit_rate_pct") is None else cr["cache_hit_rate_pct"] / 100,
+        "client_cached_tokens": cr.get("total_cached_tokens"),
+        "client_prompt_tokens": cr.get("total_prompt_tokens"),
+    }
+    src = "[sglang.benchmark.serving --cache-report]"
+    return [
+        {"metric": m, "value": serving._num(vals[m]), "unit": u, "definition": f"{d} {src}"} for m, u, d in CACHE_REPORT
+    ]
+
+
+# sglang.benchmark.serving's flags of the generated workloads (tools/bench_serving.py PARAMS)
+WORKLOAD_FLAGS = {
+    "random": {"input_len": "--random-input-len", "output_len": "--random-output-len"},
+    "generated-shared-prefix": {
+        "gsp_num_groups": "--gsp-num-groups",
+        "gsp_prompts_per_group": "--gsp-prompts-per-group",
+        "gsp_system_prompt_len": "--gsp-system-prompt-len",
+        "gsp_question_len": "--gsp-question-len",
+        "gsp_output_len": "--gsp-output-len",
+    },
+}
+
+
+def workload_flags(p: dict) -> list[str]:
+    name = p.get("dataset_name", "sharegpt")
+    out = []
+    for k, flag in WORKLOAD_FLAGS.get(name, {}).items():
+        if p.get(k) is not None:
+            out += [flag, str(p[k])]
+    if name == "random":
+        out += ["--random-range-ratio", "1.0"]  # fixed lengths, as vLLM's client (its default 0.0 samples)
+    if name == "generated-shared-prefix":
+        out += ["--gsp-range-ratio", "1.0"]  # fixed lengths (the default, said explicitly)
+    return out

@@ -95,6 +95,10 @@ THEORY = {
     "ridge_ai": (False, lambda gpu, model, params: theory.ridge_ai(gpu)),
     # the model on the GPU (needs a cell of the row for its model)
     "weights_gb": (True, lambda gpu, model, params: theory.weights_bytes(*_arch(model)) / 1e9),
+    # total vs active (per token) parameters, billions (MoE: top-k experts; Week 14)
+    "params_total_b": (True, lambda gpu, model, params: theory.param_counts(model["architecture"]).total / 1e9),
+    "params_active_b": (True, lambda gpu, model, params: theory.param_counts(model["architecture"]).active / 1e9),
+    "active_fraction": (True, lambda gpu, model, params: theory.active_fraction(model["architecture"])),
     "weights_floor_ms": (True, lambda gpu, model, params: 1e3 * theory.weights_floor_s(*_arch(model), gpu)),
     # one `vllm bench latency` iteration of the row's batch_size x input_len, output_len (whole iteration)
     "latency_floor_ms": (True, _latency_floor),

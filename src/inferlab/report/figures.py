@@ -10,7 +10,9 @@ and ``snakemake --report`` both use it), ``size: [width, height]`` (inches, per 
 - ``bar``: the same, bars grouped by hue (``stacked: true`` stacks them; a list of metrics as ``y``
   stacks the metrics, e.g. a kernel-time breakdown);
 - ``scatter``: ``x`` and ``y`` metrics (or expressions) of every cell, coloured by ``hue``;
-- ``pareto``: a scatter with the Pareto front drawn through its points (``maximize`` / ``minimize``).
+- ``pareto``: a scatter with the Pareto front drawn through its points (``maximize`` / ``minimize``);
+- ``custom``: ``function: <name>`` of :mod:`inferlab.report.custom_figures` (``options`` its settings),
+  for what no kind can say (e.g. Week 8's ITL over time, from each cell's per-request detail).
 
 Repeats (N >= 3) draw the mean with its 95% confidence interval as an error bar. Cells without a
 number are named under the plot (wrapped to the figure's width), legends sit outside the axes, log
@@ -130,6 +132,10 @@ def render(ctx: kinds.Context, key: str, spec: dict):
     sns.set_theme(style="whitegrid")
     frame = ctx.frame.select(spec.get("where"))
     kind = spec["kind"]
+    if kind == "custom":  # what no figure kind can say: a named function (inferlab.report.custom_figures)
+        from . import custom_figures
+
+        return custom_figures.get(spec["function"])(ctx, spec, frame, plt, sns)
     if kind in ("scatter", "pareto"):
         return _render_points(ctx, spec, frame, plt, sns)
     lv, xs, series, missing = _series(ctx, spec, frame)

@@ -65,9 +65,20 @@ class Order:
     def __init__(self, cfg=None, doc: dict | None = None):
         self.gpus = list(cfg.preset.get("gpus", [])) + list(cfg.gpus) if cfg is not None else []
         self.experiments = list((doc or {}).get("experiments", {}))
+        # axes given as a mapping label -> value (bundle server axes: eager/compiled/graphs): the
+        # labels in the order the week file declares them
+        self.declared: dict[str, list[str]] = {}
+        for exp in ((doc or {}).get("experiments") or {}).values():
+            for key in ("server_sweep", "sweep"):
+                for a, vals in ((exp or {}).get(key) or {}).items():
+                    if isinstance(vals, dict):
+                        self.declared.setdefault(a, [])
+                        self.declared[a] += [str(k) for k in vals if str(k) not in self.declared[a]]
 
     def sort(self, axis: str, levels) -> list[str]:
         levels = [x for x in dict.fromkeys(levels) if x != ""]
+        if axis in self.declared and all(x in self.declared[axis] for x in levels):
+            return sorted(levels, key=self.declared[axis].index)
         if axis == "gpu":
             rank = {g: i for i, g in reversed(list(enumerate(self.gpus)))}
             return sorted(levels, key=lambda g: (rank.get(g, len(rank)), g))

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import bench_serving, vllm_bench_latency, vllm_bench_throughput
+from . import bench_serving, expert_load, hf_static_batch, lm_eval, vllm_bench_latency, vllm_bench_throughput
 
-TOOLS: dict[str, ModuleType] = {m.NAME: m for m in (vllm_bench_latency, vllm_bench_throughput, bench_serving)}
+TOOLS: dict[str, ModuleType] = {
+    m.NAME: m for m in (vllm_bench_latency, vllm_bench_throughput, bench_serving, expert_load, lm_eval, hf_static_batch)
+}
 
 
 def get(name: str) -> ModuleType:

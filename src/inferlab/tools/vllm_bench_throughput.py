@@ -8,11 +8,31 @@ DATASET = True
 PARAMS = {
     "num_prompts": {"type": "integer", "minimum": 1, "description": "prompts sampled from the dataset"},
     "dataset": {"type": "string", "description": "dataset id (config/datasets.yaml)"},
-    "dataset_name": {"enum": ["sharegpt"], "default": "sharegpt", "description": "the client's dataset format"},
+    "dataset_name": {
+        "enum": ["sharegpt", "random"],
+        "default": "sharegpt",
+        "description": "the client's dataset format",
+    },
     "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "sampling seed"},
+    # dataset_name random (Week 7's uniform workload): --random-input-len / --random-output-len
+    "random_input_len": {"type": "integer", "minimum": 1, "description": "random: prompt tokens"},
+    "random_output_len": {"type": "integer", "minimum": 1, "description": "random: output tokens"},
 }
-REQUIRED = ("num_prompts", "dataset")
+REQUIRED = ("num_prompts",)
 
 
 def check(params: dict, server_args: dict, file, key: str) -> None:
-    return None
+    from ..errors import ConfigError
+
+    name = params.get("dataset_name", "sharegpt")
+    if name == "sharegpt" and not params.get("dataset"):
+        raise ConfigError(file, key, "vllm_bench_throughput with dataset_name sharegpt needs a dataset")
+    if name == "random" and not (params.get("random_input_len") and params.get("random_output_len")):
+        # the CLI's random flags always have defaults (1024/128) and would silently win
+        raise ConfigError(file, key, "dataset_name random needs random_input_len and random_output_len")
+
+
+def generates_prompts(exp: dict) -> bool:
+    """True when every workload of the experiment is generated (dataset_name random): no dataset."""
+    names = exp.get("sweep", {}).get("dataset_name") or [exp.get("fixed", {}).get("dataset_name", "sharegpt")]
+    return "sharegpt" not in list(names)

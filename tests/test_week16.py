@@ -1,0 +1,55 @@
+"""Week 16 (disaggregated prefill/decode): NixlConnector needs a GPU per server (typed skipped on one-GPU
+jobs and on the CPU, where there is no NIXL transport); the P/D layout through ExampleConnector runs
+for real on the CPU engine (two servers + the proxy) beside its colocated baseline."""
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import load_preset
+from shared_run import shared_run  # noqa: F401
+
+from inferlab import matrix
+
+
+def test_plan_on_cpu_and_on_gpus(catalog):
+    cpu = {c.path: c for c in matrix.expand_week(load_preset(catalog, weeks=["week16"]), "week16")}
+    assert cpu["week16/pd_nixl/vllm/cpu/default/in256"].skip.startswith(
+        "unsupported: nixl (kv_connector=NixlConnector)"
+    )
+    assert cpu["week16/pd_shared_storage/vllm/cpu/default/in256"].skip is None
+    assert cpu["week16/colocated/vllm/cpu/default/in1024"].skip is None
+    gpu = {c.path: c for c in matrix.expand_week(load_preset(catalog, "cluster.yaml", weeks=["week16"]), "week16")}
+    assert gpu["week16/pd_nixl/vllm/h100/default/in4096"].skip.startswith("needs 2 GPUs (h100 has 1")
+    two = {
+        c.path: c
+        for c in matrix.expand_week(load_preset(catalog, "cluster.yaml", weeks=["week16"], gpu_count=2), "week16")
+    }
+    assert two["week16/pd_nixl/vllm/h100/default/in4096"].skip is None
+
+
+@pytest.mark.engine
+def test_pd_pair_runs_for_real_on_the_cpu(shared_run):  # noqa: F811
+    res = shared_run / "results" / "week16"
+    rec = json.loads((res / "pd_shared_storage/vllm/cpu/default/in256/cell.json").read_text())
+    assert rec["status"] == "ok", rec.get("log_tail")
+    sess = json.loads((res / "pd_shared_storage/vllm/cpu/default/_engine/session.json").read_text())
+    assert (
+        set(sess["layout"]["ports"]) == {"prefill", "decode", "proxy"}
+        and sess["layout"]["connector"] == "ExampleConnector"
+    )
+    w = pd.read_parquet(res / "week16.parquet")
+    pd_rows = w[(w.experiment == "pd_shared_storage")]
+    hits = pd_rows[pd_rows.metric == "external_prefix_cache_hits"].value
+    assert len(hits) == 1 and hits.iloc[0] > 0  # the decode server loaded the prefill server's KV
+    col = w[(w.experiment == "colocated") & (w.metric == "ttft_p50")]
+    assert col.status.iloc[0] == "ok" and col.value.iloc[0] > 0
+    nixl = w[w.experiment == "pd_nixl"]
+    assert set(nixl.status) == {"skipped"}
+    t = pd.read_csv(res / "tables" / "ttft_pd_vs_colocated.csv", dtype=str)
+    assert float(t["P/D shared-storage TTFT p50 (ms)"].iloc[0]) > 0
+    assert t["P/D NIXL TTFT p50 (ms)"].iloc[0].startswith("SKIPPED")
+    v = pd.read_csv(res / "tables" / "when_disaggregation_helps.csv", dtype=str)
+    row = v[v["P/D"] == "pd_shared_storage"].iloc[0]
+    assert row["Answer"].split(":")[0] in ("helps", "trade-off", "does not help here")
+    assert v[v["P/D"] == "pd_nixl"]["Answer"].iloc[0].startswith("cannot tell (SKIPPED")
