@@ -7,12 +7,22 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
-SMK=(python3 -m snakemake --profile profiles/local --configfile ${PRESET:-config/h100-validation.yaml}
-     --replace-workflow-config --cores 16 ${TARGETS:-week03_all})
+BASE=(python3 -m snakemake --profile profiles/local --configfile ${PRESET:-config/h100-validation.yaml}
+      --replace-workflow-config --cores 16)
+SMK=("${BASE[@]}" ${TARGETS:-week03_all})
 case "${1:-status}" in
   start)
     mkdir -p results; echo "${SMK[*]}" > results/run.cmd
-    setsid nohup "${SMK[@]}" > results/run.log 2>&1 < /dev/null &
+    if [ -n "${SEQ:-}" ]; then
+      # SEQ="targets A;targets B;...": one Snakemake run after the other, in this order (the most
+      # wanted first, so a lease that ends early has them); each line of run.cmd is one run
+      IFS=';' read -ra groups <<< "$SEQ"
+      : > results/run.cmd
+      for g in "${groups[@]}"; do echo "${BASE[*]} $g" >> results/run.cmd; done
+      setsid nohup bash -c 'while read -r line; do $line; done < results/run.cmd' > results/run.log 2>&1 < /dev/null &
+    else
+      setsid nohup "${SMK[@]}" > results/run.log 2>&1 < /dev/null &
+    fi
     echo "started $!" ;;
   status)
     grep -E "steps \(|Error in|Nothing to be done|inferlab: done" results/run.log | tail -3

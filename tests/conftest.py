@@ -26,3 +26,11 @@ def load_preset(catalog, name="config.yaml", **overrides):
     p["catalog"] = str(catalog)
     p.update(overrides)
     return config.load(p, base_dir=catalog.parent)
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory):
+    """One embedded-default workflow run of weeks 4-16 for the whole test session (tests/shared_run.py)."""
+    import shared_run as shared
+
+    return shared.shared_run_work(tmp_path_factory)

@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import theory
 from inferlab.engines.vllm import parse_bench_throughput
@@ -84,7 +83,7 @@ def _rawf(run, path):
 
 
 @pytest.mark.engine
-def test_hf_and_vllm_run_the_same_requests(shared_run):  # noqa: F811
+def test_hf_and_vllm_run_the_same_requests(shared_run):
     hf = _rawf(shared_run, "hf_baseline/hf/cpu/default/bs16")
     assert _rec(shared_run, "hf_baseline/hf/cpu/default/bs16")["status"] == "ok"
     for conf in ("mns4", "mns16"):
@@ -96,7 +95,7 @@ def test_hf_and_vllm_run_the_same_requests(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_week04_tables(shared_run):  # noqa: F811
+def test_week04_tables(shared_run):
     t = shared_run / "results" / W / "tables"
     hv = pd.read_csv(t / "hf_vs_vllm.csv", dtype=str)
     assert float(hv.iloc[0, 1].replace(",", "")) > 0

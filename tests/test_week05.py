@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT, load_preset
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import engines, guard, matrix
 from inferlab.errors import ConfigError
@@ -136,7 +135,7 @@ def _server(rec):
 
 
 @pytest.mark.engine
-def test_apc_on_hits_and_apc_off_does_not_on_the_same_workload(shared_run):  # noqa: F811
+def test_apc_on_hits_and_apc_off_does_not_on_the_same_workload(shared_run):
     on = _rec(shared_run, "apc/vllm/cpu/apc/prefix_len256")
     off = _rec(shared_run, "apc/vllm/cpu/noapc/prefix_len256")
     assert on["status"] == "ok" and off["status"] == "ok", (on.get("detail"), off.get("detail"))
@@ -152,7 +151,7 @@ def test_apc_on_hits_and_apc_off_does_not_on_the_same_workload(shared_run):  # n
 
 
 @pytest.mark.engine
-def test_week05_tables_and_skips(shared_run):  # noqa: F811
+def test_week05_tables_and_skips(shared_run):
     res = shared_run / "results" / W
     df = pd.read_parquet(res / f"{W}.parquet")
     ttft = df[(df.metric == "ttft_p50") & (df.experiment == "apc")]

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import DATA, ROOT, load_preset
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import engines, matrix
 from inferlab.engines.sglang import parse_bench_serving
@@ -91,7 +90,7 @@ def test_week_plan(catalog):
 
 
 @pytest.mark.engine
-def test_sglang_typed_skipped_and_the_vllm_analogue_measured(shared_run):  # noqa: F811
+def test_sglang_typed_skipped_and_the_vllm_analogue_measured(shared_run):
     res = shared_run / "results" / W
     for path in (
         "radix/sglang/cpu/apc/rr4",

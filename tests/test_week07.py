@@ -7,7 +7,6 @@ import json
 
 import pandas as pd
 import pytest
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import theory
 
@@ -19,7 +18,7 @@ def _raw(run, path):
 
 
 @pytest.mark.engine
-def test_static_and_continuous_same_requests(shared_run):  # noqa: F811
+def test_static_and_continuous_same_requests(shared_run):
     for ds in ("sharegpt", "random"):
         hf = _raw(shared_run, f"static/hf/cpu/default/dataset_name{ds}")
         v = _raw(shared_run, f"continuous/vllm/cpu/default/dataset_name{ds}")
@@ -35,7 +34,7 @@ def test_static_and_continuous_same_requests(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_vllm_occupancy_sampled_from_metrics(shared_run):  # noqa: F811
+def test_vllm_occupancy_sampled_from_metrics(shared_run):
     g = shared_run / "results" / W / "occupancy/vllm/cpu/default/_engine/gauges.csv"
     rows = [r for r in csv.DictReader(g.open()) if r["name"] == "vllm:num_requests_running"]
     vals = [float(r["value"]) for r in rows]
@@ -43,7 +42,7 @@ def test_vllm_occupancy_sampled_from_metrics(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_week07_tables(shared_run):  # noqa: F811
+def test_week07_tables(shared_run):
     t = shared_run / "results" / W / "tables"
     tp = pd.read_csv(t / "throughput_uniform_vs_variable.csv", dtype=str)
     assert len(tp) == 2 and all(float(x.replace(",", "")) > 0 for x in tp.iloc[:, 2])

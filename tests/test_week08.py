@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import config, matrix
 from inferlab.engines.vllm import VLLM, parse_bench_serve
@@ -134,7 +133,7 @@ W8 = "results/week08"
 
 
 @pytest.mark.engine
-def test_mixed_workload_measured_per_configuration(shared_run):  # noqa: F811
+def test_mixed_workload_measured_per_configuration(shared_run):
     df = pd.read_parquet(shared_run / W8 / "week08.parquet")
     confs = sorted(df.configuration.unique())
     assert "nochunk" in confs and len(confs) >= 2
@@ -164,7 +163,7 @@ def test_mixed_workload_measured_per_configuration(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_week08_tables_and_figure(shared_run):  # noqa: F811
+def test_week08_tables_and_figure(shared_run):
     res = shared_run / W8
     t = pd.read_csv(res / "tables" / "itl.csv", dtype=str).set_index("chunking")
     df = pd.read_parquet(res / "week08.parquet")

@@ -6,7 +6,6 @@ import json
 
 import pytest
 from conftest import load_preset
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import matrix
 
@@ -30,7 +29,7 @@ def test_week_plan(catalog):
 
 
 @pytest.mark.engine
-def test_sglang_and_router_typed_skipped_vllm_analogue_measured(shared_run):  # noqa: F811
+def test_sglang_and_router_typed_skipped_vllm_analogue_measured(shared_run):
     res = shared_run / "results" / W
 
     def rec(p):

@@ -8,7 +8,6 @@ import json
 import pandas as pd
 import pytest
 from conftest import ROOT
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import config, matrix, startlog
 
@@ -105,7 +104,7 @@ def _rec(work, conf, cell):
 
 
 @pytest.mark.engine
-def test_eager_and_compiled_measured_graphs_typed_skipped(shared_run):  # noqa: F811
+def test_eager_and_compiled_measured_graphs_typed_skipped(shared_run):
     df = pd.read_parquet(shared_run / W10 / "week10.parquet")
     lat = df[df.metric == "latency_avg"]
     by = {(r.param_mode, r.cell): r for r in lat.itertuples()}
@@ -134,7 +133,7 @@ def test_eager_and_compiled_measured_graphs_typed_skipped(shared_run):  # noqa: 
 
 
 @pytest.mark.engine
-def test_week10_tables(shared_run):  # noqa: F811
+def test_week10_tables(shared_run):
     tables = shared_run / W10 / "tables"
     sp = pd.read_csv(tables / "speedup.csv", dtype=str)
     df = pd.read_parquet(shared_run / W10 / "week10.parquet")

@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import ROOT, load_preset
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import matrix
 
@@ -92,7 +91,7 @@ def _metric(df, configuration, metric):
 
 
 @pytest.mark.engine
-def test_cells_ran_and_the_draft_is_the_trained_draft(shared_run):  # noqa: F811
+def test_cells_ran_and_the_draft_is_the_trained_draft(shared_run):
     base = _record(shared_run, "nospec/vllm/cpu/default/rr10")
     ngram = _record(shared_run, "spec/vllm/cpu/specngram-k3/rr10")
     draft = _record(shared_run, "spec/vllm/cpu/specdraft-k3/rr10")
@@ -107,7 +106,7 @@ def test_cells_ran_and_the_draft_is_the_trained_draft(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_acceptance_is_positive_for_ngram_and_draft(shared_run):  # noqa: F811
+def test_acceptance_is_positive_for_ngram_and_draft(shared_run):
     df = pd.read_parquet(shared_run / "results" / WEEK / f"{WEEK}.parquet")
     for conf in ("specngram-k3", "specdraft-k3"):
         acc = _metric(df, conf, "spec_acceptance_rate")
@@ -127,7 +126,7 @@ def test_acceptance_is_positive_for_ngram_and_draft(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_tables_compare_against_no_speculation(shared_run):  # noqa: F811
+def test_tables_compare_against_no_speculation(shared_run):
     tables = shared_run / "results" / WEEK / "tables"
     acc = (tables / "acceptance.md").read_text()
     assert "k=3" in acc and "ngram" in acc and "draft" in acc
@@ -138,7 +137,7 @@ def test_tables_compare_against_no_speculation(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_trained_model_is_well_above_chance(shared_run):  # noqa: F811
+def test_trained_model_is_well_above_chance(shared_run):
     import yaml
 
     preset = yaml.safe_load((shared_run / "test-preset.yaml").read_text())

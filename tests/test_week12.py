@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import config, matrix, theory
 from inferlab.errors import ConfigError
@@ -93,7 +92,7 @@ def _rec(work, exp, conf, cell="tasktiny_arith"):
 
 
 @pytest.mark.engine
-def test_trained_bf16_accuracy_well_above_chance(shared_run):  # noqa: F811
+def test_trained_bf16_accuracy_well_above_chance(shared_run):
     df = pd.read_parquet(shared_run / W12 / "week12.parquet")
     acc = df[
         (df.experiment == "knobs_accuracy") & (df.param_knob == "baseline") & (df.metric == "accuracy_strict_match")
@@ -108,7 +107,7 @@ def test_trained_bf16_accuracy_well_above_chance(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_quantized_variants_measured_or_typed_skipped(shared_run):  # noqa: F811
+def test_quantized_variants_measured_or_typed_skipped(shared_run):
     for exp, conf, cell in [
         ("quant_accuracy", "mtiny-llama-trained-w4a16", "tasktiny_arith"),
         ("quant_throughput", "mtiny-llama-trained-w4a16", "np10"),
@@ -121,7 +120,7 @@ def test_quantized_variants_measured_or_typed_skipped(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_isolation_study_prints_a_verdict_per_knob(shared_run):  # noqa: F811
+def test_isolation_study_prints_a_verdict_per_knob(shared_run):
     gate = pd.read_csv(shared_run / W12 / "tables" / "knob_gate.csv", dtype=str).set_index("Knob")
     assert list(gate.index) == ["baseline", "model=w8a8", "max_num_seqs=4"]
     assert gate.loc["baseline", "Safe to ship?"] == "baseline"

@@ -7,7 +7,6 @@ import json
 import pandas as pd
 import pytest
 from conftest import load_preset
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import matrix, profile
 from inferlab.engines.vllm import cpu_parallel_env
@@ -66,7 +65,7 @@ def test_allreduce_share_of_gpu_kernels():
 
 
 @pytest.mark.engine
-def test_tp2_runs_for_real_and_tp4_is_typed(shared_run):  # noqa: F811
+def test_tp2_runs_for_real_and_tp4_is_typed(shared_run):
     res = shared_run / "results" / "week13"
     rec = json.loads((res / "comm/vllm/cpu/tp2/mc1/cell.json").read_text())
     assert rec["status"] == "ok", rec.get("log_tail")
@@ -84,7 +83,7 @@ def test_tp2_runs_for_real_and_tp4_is_typed(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_tp2_profile_finds_the_cpu_allreduce(shared_run):  # noqa: F811
+def test_tp2_profile_finds_the_cpu_allreduce(shared_run):
     cell = shared_run / "results" / "week13" / "comm/vllm/cpu/tp2/mc1"
     rec = json.loads((cell / "cell.json").read_text())
     assert rec["status"] == "ok", rec.get("log_tail")

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import load_preset
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import matrix, theory
 from inferlab.engines.vllm import parse_expert_load
@@ -81,7 +80,7 @@ def test_expert_load_parser():
 
 
 @pytest.mark.engine
-def test_tiny_mixtral_is_served_by_the_cpu_engine(shared_run):  # noqa: F811
+def test_tiny_mixtral_is_served_by_the_cpu_engine(shared_run):
     res = shared_run / "results" / "week14"
     rec = json.loads((res / "serving/vllm/cpu/mtiny-mixtral-tp1/rrinf/cell.json").read_text())
     assert rec["status"] == "ok", rec.get("log_tail")
@@ -100,7 +99,7 @@ def test_tiny_mixtral_is_served_by_the_cpu_engine(shared_run):  # noqa: F811
 
 
 @pytest.mark.engine
-def test_expert_load_from_router_logits(shared_run):  # noqa: F811
+def test_expert_load_from_router_logits(shared_run):
     cell = shared_run / "results" / "week14" / "expert_load/vllm/cpu/default/np4"
     rec = json.loads((cell / "cell.json").read_text())
     assert rec["status"] == "ok", rec.get("log_tail")

@@ -7,7 +7,6 @@ import json
 import pandas as pd
 import pytest
 from conftest import load_preset
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import engines, matrix
 
@@ -42,7 +41,7 @@ def test_gpus_run_both(catalog):
 
 
 @pytest.mark.engine
-def test_week15_records_and_tables_say_skipped(shared_run):  # noqa: F811
+def test_week15_records_and_tables_say_skipped(shared_run):
     res = shared_run / "results" / "week15"
     for path in ("restart/vllm_lmcache/cpu/default/rr1-r1", "offload_native/vllm/cpu/default/rr1-r2"):
         rec = json.loads((res / path / "cell.json").read_text())

@@ -7,7 +7,6 @@ import json
 import pandas as pd
 import pytest
 from conftest import load_preset
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import matrix
 
@@ -29,7 +28,7 @@ def test_plan_on_cpu_and_on_gpus(catalog):
 
 
 @pytest.mark.engine
-def test_pd_pair_runs_for_real_on_the_cpu(shared_run):  # noqa: F811
+def test_pd_pair_runs_for_real_on_the_cpu(shared_run):
     res = shared_run / "results" / "week16"
     rec = json.loads((res / "pd_shared_storage/vllm/cpu/default/in256/cell.json").read_text())
     assert rec["status"] == "ok", rec.get("log_tail")

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import shared_run as shared_run_module
 from canary import CANARY, scan_for_secret
-from shared_run import shared_run  # noqa: F401
 
 from inferlab import io, server
 from inferlab.engines.sglang import SGLang
@@ -33,7 +32,7 @@ def test_scan_finds_the_canary_wherever_it_hides(tmp_path):
 
 
 @pytest.mark.engine
-def test_shared_run_leaves_no_hf_token(shared_run):  # noqa: F811
+def test_shared_run_leaves_no_hf_token(shared_run):
     """The shared embedded-default run of weeks 4-16 ran with HF_TOKEN set to the canary: no log,
     record, raw output, Parquet, report, export or Slurm log of the run holds it."""
     if getattr(shared_run_module, "HF_TOKEN_CANARY", None) != CANARY:

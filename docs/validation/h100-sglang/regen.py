@@ -1,10 +1,10 @@
 # Stage 3 + 4 only (extract + aggregate) from the lease's raw results; no engine is started.
-import sys, glob, json
+import sys, glob, json, os
 from pathlib import Path
 REPO = Path("/work/main")
 sys.path.insert(0, str(REPO / "src"))
 from inferlab import config, extract, aggregate
-W = Path("/tmp/rec-w")
+W = Path(os.environ.get("REGEN_DIR", "/tmp/rec-w"))  # holds results/<week>/... as collected
 cfg = config.load("config/h100-validation-weeks.yaml", base_dir=REPO)
 cfg.preset["results"] = str(W / "results")
 code = [str(REPO / "src/inferlab" / f) for f in ("extract.py","records.py","guard.py","theory.py","engines/vllm.py","engines/sglang.py","engines/serving.py")]

@@ -76,7 +76,17 @@ def run(model_dir: str, requests, batch_size: int, dtype: str = "bfloat16") -> d
     tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # as vLLM's HF backend does (Llama has no pad token)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device)
+    weights = "checkpoint"
+    if any(Path(model_dir).glob("*.safetensors")) or any(Path(model_dir).glob("*.bin")):
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype)).to(device)
+    else:
+        # a config-only model (catalog `weights: dummy`, as vLLM's --load-format dummy): random weights
+        # made on the device; the speed of the architecture, not of any trained model
+        from transformers import AutoConfig
+
+        weights = "random (config-only model, as vLLM --load-format dummy)"
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir), dtype=getattr(torch, dtype))
     model.eval()
     pad = tok.pad_token_id
 
@@ -137,6 +147,7 @@ def run(model_dir: str, requests, batch_size: int, dtype: str = "bfloat16") -> d
     return {
         "backend": "hf-static",
         "device": device,
+        "weights": weights,
         "dtype": dtype,
         "batch_size": batch_size,
         "batches": len(batches),

@@ -74,6 +74,16 @@ class Order:
                     if isinstance(vals, dict):
                         self.declared.setdefault(a, [])
                         self.declared[a] += [str(k) for k in vals if str(k) not in self.declared[a]]
+            if (exp or {}).get("design") in ("isolation", "stacked"):
+                # a knob study's knobs in plan order: the baseline, then each knob as declared
+                from ..matrix import knob_points
+
+                try:
+                    labels = [lab for lab, _ in knob_points(exp, exp.get("server_sweep") or {})]
+                except Exception:  # an invalid study is the config check's to report, not the order's
+                    labels = []
+                self.declared.setdefault("knob", [])
+                self.declared["knob"] += [x for x in labels if x not in self.declared["knob"]]
 
     def sort(self, axis: str, levels) -> list[str]:
         levels = [x for x in dict.fromkeys(levels) if x != ""]

@@ -72,6 +72,10 @@ metric_list:
   - metric: exact_match
     aggregation: mean
     higher_is_better: true
+    # as lm-eval's own gsm8k task: the target "a+b=s #### s" and the filtered answer compare on s
+    ignore_case: true
+    ignore_punctuation: false
+    regexes_to_ignore: [",", '\\$', "(?s).*#### ", '\\.$']
 num_fewshot: 0
 """
 
