@@ -369,7 +369,10 @@ def _server_metrics(c: _Cell, engine, server: Server, before, gauges) -> None:
         rows += scrape.cell_rows(before, after, engine.metrics_dialect, on_reset="flag")
         lengths = scrape.length_deltas(before, after, engine.metrics_dialect)
         if lengths is not None:
-            c.record["lengths"] = lengths
+            # a tool whose requests stop at stop strings (lm_eval) asks for a cap, not a length: its
+            # lengths are kept for the record but not checked (tools' EXACT_LENGTHS)
+            tool = tools.TOOLS.get(c.cell.get("tool"))
+            c.record["lengths" if getattr(tool, "EXACT_LENGTHS", True) else "lengths_observed"] = lengths
     if c.t_wall:
         rows += gauges.rows(*c.t_wall)
     c.record["server_metrics"] = rows

@@ -11,6 +11,8 @@ A tool module declares:
 - ``DRIVER``: the in-process driver that runs several cells of one engine configuration against one
   engine start (``inferlab.drivers.<DRIVER>``), or None (then each cell runs the tool's CLI);
 - ``DATASET``: True when the tool reads a dataset file (``dataset`` parameter, a catalog id);
+- ``EXACT_LENGTHS`` (optional, default True): False where requests stop at stop strings (lm_eval), so
+  the server's requested output tokens are a cap: the lengths check does not apply to its cells;
 - ``check(params, server_args, file, key)``: cross checks that need the engine configuration (e.g.
   a prompt longer than ``max_model_len``), raising :class:`~inferlab.errors.ConfigError`.
 

@@ -30,6 +30,8 @@ from ..errors import ConfigError
 
 NAME = "lm_eval"
 NEEDS_SERVER = True
+# generation stops at the task's stop strings: max_gen_toks is a cap, not a requested length
+EXACT_LENGTHS = False
 DRIVER = None
 DATASET = False
 #: a client of its own (not the engine's load client): the session asks this module for the command
