@@ -45,7 +45,7 @@ experiments:
   tp:
     tool: vllm_bench_latency
     engines: [vllm]
-    server_sweep: {tensor_parallel_size: [2]}
+    server_sweep: {tensor_parallel_size: [4]}
     sweep: {batch_size: [1]}
     fixed: {input_len: 16, output_len: 4, num_iters: 1, num_iters_warmup: 0}
 """
@@ -67,7 +67,7 @@ def work(tmp_path_factory):
     p["overrides"] = {}
     (w / "test-preset.yaml").write_text(yaml.safe_dump(p))
     targets = [f"results/week05/apc/vllm/cpu/{c}/rrinf-r{r}/cell.json" for c in ("apc", "noapc") for r in (1, 2)] + [
-        "results/week05/tp/vllm/cpu/tp2/bs1/cell.json",
+        "results/week05/tp/vllm/cpu/tp4/bs1/cell.json",
         "results/week05/restart/vllm/cpu/default/rrinf-r1/cell.json",
         "results/week05/restart/vllm/cpu/default/rrinf-r2/cell.json",
         "results/week05/pd/vllm/cpu/default/rrinf/cell.json",
@@ -119,12 +119,12 @@ def test_reset_makes_repeats_see_the_same_cache(work):
 
 def test_layout_needing_two_devices_is_typed_skipped(work):
     w, out = work
-    c = rec(w, "tp/vllm/cpu/tp2/bs1")
+    c = rec(w, "tp/vllm/cpu/tp4/bs1")
     assert (c["status"], c["reason"]) == ("skipped", "resources")
-    assert c["detail"].startswith("needs 2 devices")
-    conf = json.loads((w / "results/week05/tp/vllm/cpu/tp2/_engine/configuration.json").read_text())
+    assert c["detail"].startswith("needs 4 devices")
+    conf = json.loads((w / "results/week05/tp/vllm/cpu/tp4/_engine/configuration.json").read_text())
     assert conf["measured_by"] == "none"
-    assert not (w / "results/week05/tp/vllm/cpu/tp2/_engine/engine.log").exists()  # nothing started
+    assert not (w / "results/week05/tp/vllm/cpu/tp4/_engine/engine.log").exists()  # nothing started
 
 
 def test_extracted_rows_carry_axes_and_server_metrics(work):
@@ -136,10 +136,10 @@ def test_extracted_rows_carry_axes_and_server_metrics(work):
     gpus = yaml.safe_load((ROOT / "config" / "gpus.yaml").read_text())["gpus"]
     extract.extract_week(recs, cfg, gpus, w / "rows.parquet")
     df = pd.read_parquet(w / "rows.parquet")
-    assert set(df["configuration"]) == {"apc", "noapc", "tp2", "default"}
+    assert set(df["configuration"]) == {"apc", "noapc", "tp4", "default"}
     hit = df[(df.metric == "prefix_cache_hit_rate") & df.configuration.isin(["apc", "noapc"])]
     assert set(hit["param_enable_prefix_caching"]) == {True}  # None rate (APC off) leaves no number
-    assert set(df[df.configuration == "tp2"]["status"]) == {"skipped"}
+    assert set(df[df.configuration == "tp4"]["status"]) == {"skipped"}
     assert {"kv_cache_capacity", "running_requests_max"} <= set(df["metric"])
     assert sorted(df[df.configuration == "apc"]["repeat"].unique().tolist()) == [1, 2]
     assert set(df[df.configuration == "apc"]["lengths"]) == {"ok"}
