@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from inferlab import config as il_config  # noqa: E402
 from inferlab import identity as il_identity  # noqa: E402
 from inferlab import matrix as il_matrix  # noqa: E402
+from inferlab import train as il_train  # noqa: E402
 
 CFG = il_config.load(config, base_dir=workflow.basedir)
 CELLS = il_matrix.expand(CFG)
@@ -76,10 +77,23 @@ def cell_of(wildcards):
 def model_dir(model_id):
     source = CFG.model(model_id)["source"]
     if source == "quantize":  # Week 12's variants (rule quantize_model)
-        return f"{CACHE}/models/quantized/{model_id}"
+        d = f"{CACHE}/models/quantized/{model_id}"
+        check_trained_cache(d, CFG.model(model_id)["quantize"]["base"])
+        return d
     if source == "train":  # trained locally (rule train_model)
-        return f"{CACHE}/models/trained/{model_id}"
+        d = f"{CACHE}/models/trained/{model_id}"
+        check_trained_cache(d, model_id)
+        return d
     return f"{CACHE}/models/{'built' if source == 'build' else 'hub'}/{model_id}"
+
+
+def check_trained_cache(path, trained_id):
+    """A cached trained model (or a variant of one) trained with other settings than the catalog's
+    is an error naming the folder and the keys, never a stale model measured silently."""
+    m = CFG.model(trained_id)
+    why = il_train.stale_cache(path, {**m["architecture"], **m["train"]})
+    if why:
+        raise ValueError(f"config/models.yaml models.{trained_id}: {why}")
 
 
 def configuration_model_refs(cells):

@@ -224,3 +224,47 @@ def test_train_tokenizer_must_be_a_built_model(catalog):
     f.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match="models.tiny-llama-draft.train.tokenizer"):
         load_preset(catalog)
+
+
+def test_stale_trained_cache_is_named_not_used(tmp_path, catalog):
+    """The model cache lives outside the work dir: a model trained with other settings than the
+    catalog's now says (is an error naming the folder and the keys), a matching one passes."""
+    m = yaml.safe_load((catalog / "models.yaml").read_text())["models"]["tiny-llama-trained"]
+    expected = {**m["architecture"], **m["train"]}
+    d = tmp_path / "tiny-llama-trained"
+    assert train.stale_cache(d, expected) is None  # not trained yet: the rule makes it
+    d.mkdir()
+    (d / "train.json").write_text(json.dumps({"spec": {**train.DEFAULT_SPEC, **expected}}))
+    assert train.stale_cache(d, expected) is None
+    (d / "train.json").write_text(json.dumps({"spec": {**train.DEFAULT_SPEC, **expected, "steps": 7, "lr": 1.0}}))
+    why = train.stale_cache(d, expected)
+    assert why and str(d) in why and f"steps: cached 7, catalog {expected['steps']}" in why and "lr:" in why
+    (d / "train.json").write_text("{not json")
+    assert "not valid JSON" in train.stale_cache(d, expected)
+
+
+def test_dag_refuses_a_stale_trained_cache(tmp_path):
+    """Dry run with a cached tiny-llama-trained from other settings: the workflow stops at parse time
+    naming the catalog key and the folder, instead of measuring the old model."""
+    import sys
+
+    cache = tmp_path / "cache"
+    d = cache / "models" / "trained" / "tiny-llama-trained"
+    d.mkdir(parents=True)
+    m = yaml.safe_load((ROOT / "config" / "models.yaml").read_text())["models"]["tiny-llama-trained"]
+    spec = {**train.DEFAULT_SPEC, **m["architecture"], **m["train"], "steps": m["train"]["steps"] + 1}
+    (d / "train.json").write_text(json.dumps({"spec": spec}))
+    p = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    p.update(catalog=str(ROOT / "config"), weeks=["week11"], cache=str(cache))
+    p["overrides"] = {"week11": p["overrides"]["week11"]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(p))
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "w")]
+        + ["--configfile", str(tmp_path / "p.yaml"), "--replace-workflow-config", "-n", "--cores", "1", "week11_all"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode != 0
+    err = r.stdout + r.stderr
+    assert "models.tiny-llama-trained" in err and str(d) in err and "steps: cached" in err, err[-2000:]

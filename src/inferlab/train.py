@@ -29,11 +29,11 @@ import math
 import os
 import random
 import re
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from inferlab.io import atomic_dir
 
 # architecture + training settings; the catalog's `architecture:` and `train:` override these
 DEFAULT_SPEC = {
@@ -212,9 +212,7 @@ def train(out: Path, tokenizer_dir: Path, spec: dict | None = None) -> dict:
     torch.manual_seed(s["seed"])
     torch.use_deterministic_algorithms(True)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         tok = AutoTokenizer.from_pretrained(tokenizer_dir)
         tok.padding_side = "right"
         tok.save_pretrained(tmp)
@@ -291,13 +289,26 @@ def train(out: Path, tokenizer_dir: Path, spec: dict | None = None) -> dict:
         (tmp / "inferlab_build.json").write_text(
             json.dumps({"spec": s, "vocab_size": vocab, "parameters": info["parameters"], "trained": True}, indent=2)
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info
+
+
+def stale_cache(model_dir, expected: dict) -> str | None:
+    """Why a cached trained model (or a variant quantized from one: it carries the base's train.json)
+    no longer matches its catalog entry, or None. ``expected`` is the catalog's ``train`` block merged
+    with its ``architecture``. The cache lives outside any one work dir, so Snakemake's own
+    parameter tracking cannot see that the catalog changed: a silent stale model is the alternative."""
+    f = Path(model_dir) / "train.json"
+    if not f.exists():
+        return None  # not built yet (or not a trained model): the rule makes it
+    try:
+        spec = json.loads(f.read_text()).get("spec", {})
+    except ValueError as e:
+        return f"{f} is not valid JSON ({e})"
+    diff = {k: (spec.get(k), v) for k, v in expected.items() if spec.get(k, DEFAULT_SPEC.get(k)) != v}
+    if not diff:
+        return None
+    what = ", ".join(f"{k}: cached {a!r}, catalog {b!r}" for k, (a, b) in sorted(diff.items()))
+    return f"{Path(model_dir)} was trained with other settings than the catalog's ({what}): delete it to retrain"
 
 
 def main(argv: list[str] | None = None) -> int:
