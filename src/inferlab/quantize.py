@@ -22,9 +22,10 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from inferlab.io import atomic_dir
 
 SCHEMES = ("W4A16", "W8A8")
 CARRY = ("eval.jsonl", "train.jsonl", "train.json", "inferlab_build.json")
@@ -61,9 +62,7 @@ def quantize(base: Path, out: Path, scheme: str, group_size: int = 32) -> dict:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
     tok = AutoTokenizer.from_pretrained(base)
     oneshot(model=model, recipe=recipe(scheme, group_size))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, save_compressed=True)
         tok.save_pretrained(tmp)
         for name in CARRY:
@@ -78,12 +77,6 @@ def quantize(base: Path, out: Path, scheme: str, group_size: int = 32) -> dict:
             "seconds": round(time.monotonic() - t0, 2),
         }
         (tmp / "inferlab_quantize.json").write_text(json.dumps(info, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info
 
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from inferlab.io import atomic_dir
 
 DEFAULT_SPEC = {
     "vocab_size": 10240,
@@ -60,9 +59,7 @@ def build(out: Path, spec: dict | None = None) -> Path:
     if s["vocab_size"] < MIN_VOCAB:
         raise ValueError(f"vocab_size {s['vocab_size']} < {MIN_VOCAB} (vllm bench latency needs it)")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         special = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>"]
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -124,12 +121,6 @@ def build(out: Path, spec: dict | None = None) -> Path:
         (tmp / "inferlab_build.json").write_text(
             json.dumps({"spec": s, "vocab_size": vocab, "parameters": n_params}, indent=2)
         )
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
