@@ -23,7 +23,10 @@ pytestmark = pytest.mark.slurm
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 ENGINE_ENV = Path(os.environ.get("INFERLAB_VLLM_ENV", ROOT / ".venv-vllm"))
 GPUS = ["h200", "h100", "a100", "l40s"]
-CI_RESOURCES = ["--slurm-no-account"]
+# The plugin's first status check waits 40 s after a submission and each check that finds nothing
+# finished waits 10 s longer (up to 180 s): right for hour-long GPU jobs, minutes lost per run on the
+# test Slurm's 30-second jobs. The profile keeps the plugin's default.
+CI_RESOURCES = ["--slurm-no-account", "--slurm-init-seconds-before-status-checks", "3"]
 
 
 def slurm_up() -> bool:
