@@ -7,6 +7,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 DATA = Path(__file__).parent / "data"
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+
+
+def snakemake_command(work: Path, *args, preset: str = "test-preset.yaml", cores: int = 2) -> list[str]:
+    """The workflow run on the embedded default as the tests start it: this checkout's Snakefile, the
+    work dir ``work``, the preset ``work/<preset>`` replacing the embedded default's config."""
+    return [
+        str(SNAKEMAKE),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(work),
+        "--cores",
+        str(cores),
+        "--configfile",
+        str(work / preset),
+        "--replace-workflow-config",
+        *args,
+    ]
 
 
 @pytest.fixture

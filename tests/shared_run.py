@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, snakemake_command
 
 SHARED = Path(__file__).parent / "data" / "shared_run"
 # The run's HF_TOKEN: a canary no log, record, Parquet or report may contain afterwards
@@ -80,20 +80,7 @@ def shared_preset(work: Path, env: dict | None = None) -> Path:
 
 def run_shared(work: Path, targets=("all",), env: dict | None = None, timeout: int = 3600):
     shared_preset(work)
-    cmd = [
-        str(Path(sys.executable).parent / "snakemake"),
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(work),
-        "--cores",
-        "2",
-        "--keep-going",
-        "--configfile",
-        str(work / "test-preset.yaml"),
-        "--replace-workflow-config",
-        *targets,
-    ]
+    cmd = snakemake_command(work, "--keep-going", *targets)
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     wall = time.monotonic() - t0

@@ -8,19 +8,17 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, SNAKEMAKE, snakemake_command
 
 pytestmark = pytest.mark.engine
 
 ENGINE_ENV = Path(os.environ.get("INFERLAB_VLLM_ENV", ROOT / ".venv-vllm"))
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
 def preset(work: Path, decode=(1, 4), fault=None) -> Path:
@@ -43,19 +41,7 @@ def preset(work: Path, decode=(1, 4), fault=None) -> Path:
 
 
 def smk(work: Path, *args, dry=False, timeout=1200):
-    cmd = [
-        str(SNAKEMAKE),
-        "-s",
-        str(ROOT / "Snakefile"),
-        "-d",
-        str(work),
-        "--cores",
-        "2",
-        "--configfile",
-        str(work / "test-preset.yaml"),
-        "--replace-workflow-config",
-        *args,
-    ]
+    cmd = snakemake_command(work, *args)
     if dry:
         cmd.append("-n")
     t0 = time.monotonic()
