@@ -37,6 +37,9 @@ def test_pd_pair_runs_for_real_on_the_cpu(shared_run):
         set(sess["layout"]["ports"]) == {"prefill", "decode", "proxy"}
         and sess["layout"]["connector"] == "ExampleConnector"
     )
+    assert sess["teardown"]["group_gone"] is True  # every member's process group killed and reaped
+    m = {x["metric"]: x["value"] for x in rec["server_metrics"]}  # the decode server's /metrics, via the proxy
+    assert m["server_requests"] == 4 and rec["lengths"]["achieved"]["requests"] == 4
     w = pd.read_parquet(res / "week16.parquet")
     pd_rows = w[(w.experiment == "pd_shared_storage")]
     hits = pd_rows[pd_rows.metric == "external_prefix_cache_hits"].value
