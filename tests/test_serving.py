@@ -148,6 +148,33 @@ def test_vllm_bench_serve_with_nothing_completed_is_not_a_number():
         parse_bench_serve(data)
 
 
+def test_vllm_bench_serve_with_some_requests_failed_is_a_typed_failure_not_a_number():
+    """1 of 10 completed (the CPU engine's EP worker segfaulted after the first request): the cell's
+    numbers would describe one request, not the load asked for."""
+    data = json.loads((DATA / "vllm-0.32-cpu" / "serve.json").read_text())
+    data.update(completed=1, failed=data["num_prompts"] - 1)
+    with pytest.raises(
+        serving.RequestsFailed, match=f"{data['num_prompts'] - 1} of {data['num_prompts']} requests failed"
+    ):
+        parse_bench_serve(data)
+    data.update(completed=data["num_prompts"], failed=0)
+    assert parse_bench_serve(data)  # all completed: rows
+
+
+def test_engine_death_cause_from_a_real_log():
+    """vLLM 0.32 CPU, TP=2 + expert parallelism on the tiny Mixtral: worker 1 segfaults in the first
+    step, the engine core dies, the API server stays up answering EngineDeadError (real log)."""
+    from inferlab.engines.base import engine_death_cause
+
+    log = (DATA / "vllm-0.32-cpu" / "server-ep-worker-segfault.log").read_text()
+    why = engine_death_cause(log)
+    assert why.startswith("VllmWorker-1 died (exit code -11, SIGSEGV)")
+    assert "engine core: RuntimeError: cancelled" in why  # the core's own exception, not EngineDeadError
+    assert engine_death_cause("INFO 11-24 [core.py] init engine took 0.25 s\nINFO Starting vLLM server") is None
+    only_core = "\n".join(line for line in log.splitlines() if "died unexpectedly" not in line)
+    assert engine_death_cause(only_core) == "engine core: RuntimeError: cancelled"
+
+
 def test_sglang_client_output_real_jsonl_appends_and_infinity():
     text = (DATA / "sglang-0.5.23-cpu" / "serving_vs_vllm_cpu.jsonl").read_text()
     lines = text.splitlines()

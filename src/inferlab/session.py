@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 from . import io, layouts, provenance, scrape, startlog, telemetry, tools
+from .engines import base as engine_base
+from .engines import serving as serving_parse
 from .engines.base import Engine
 from .runner import INTERRUPTED, RECORD, _slurm_state, _Terminated, kill_group, log_tail, new_record, spawn
 from .server import HOST, Server, ServerError
@@ -340,6 +342,27 @@ def run_session(
     return _write_session(sdir, session, t_start, status="done")
 
 
+def _engine_dead(server) -> str | None:
+    """The cause, when the server process is alive but its engine is not (health not 200 and the
+    log shows the engine's death: vLLM keeps its API server up after EngineDeadError); else None."""
+    healthy = getattr(server, "healthy", None)
+    if healthy is None or healthy():
+        return None
+    try:
+        text = Path(server.log).read_text(errors="replace")
+    except OSError:
+        return None
+    return engine_base.engine_death_cause(text) or None
+
+
+def _server_tail(server, tail: str) -> str:
+    return (
+        tail
+        + f"\n--- {Path(server.log).name} ---\n"
+        + (server.log_tail() if hasattr(server, "log_tail") else log_tail(server.log))
+    )
+
+
 def _returncode(server):
     """Exit code of a dead server, or of the dead member of a layout."""
     if hasattr(server, "dead_member"):
@@ -454,6 +477,12 @@ def _run_one(
             + (server.log_tail() if hasattr(server, "log_tail") else log_tail(server.log)),
         )
         return
+    dead = _engine_dead(server)
+    if dead:
+        # the HTTP front end lives on but the engine behind it died: what the client saw (failed
+        # requests, errors) follows from that, so the cell says so, with the engine's own cause
+        c.finish("failed", "engine_error", f"the engine died during this cell: {dead}", rc, _server_tail(server, tail))
+        return
     if rc is None:
         c.finish("failed", "timeout", f"client did not finish within {timeout_s:g} s; its group was killed", None, tail)
         return
@@ -467,6 +496,10 @@ def _run_one(
         return
     try:
         rows = engine.parse(c.cell["tool"], raw, c.cell["params"])
+    except serving_parse.RequestsFailed as e:
+        # numbers over the surviving requests would be a different load than the one asked for
+        c.finish("failed", "client_error", f"{e} (the raw output is kept)", rc, _server_tail(server, tail))
+        return
     except Exception as e:
         c.finish("failed", "parse_error", f"{e.__class__.__name__}: {e}", rc, tail)
         return

@@ -52,6 +52,35 @@ FAILURE_PATTERNS: list[tuple[str, re.Pattern]] = [
 ]
 
 
+SIGNALS = {-11: "SIGSEGV", -6: "SIGABRT", -9: "SIGKILL", -15: "SIGTERM", -7: "SIGBUS", -4: "SIGILL"}
+_WORKER_DIED = re.compile(r"Worker proc (\S+) died unexpectedly \(exit code: (-?\d+)\)")
+_FATAL = re.compile(r"EngineCore encountered a fatal error|Engine core .*died|EngineDeadError")
+_EXC_LINE = re.compile(r"(?:\] |^)((?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception)\b: .+)$")
+
+
+def engine_death_cause(log_text: str) -> str | None:
+    """Why an engine died while its HTTP front end stayed up (vLLM: a worker or the engine core
+    exits, requests fail with EngineDeadError, /health turns 500), from the server's log: the dead
+    worker and its signal, else the engine core's last exception line; None if the log shows no
+    engine death. The detail of a cell whose requests failed because of it."""
+    parts = []
+    died = list(_WORKER_DIED.finditer(log_text))
+    if died:
+        m = died[-1]
+        code = int(m.group(2))
+        parts.append(f"{m.group(1)} died (exit code {code}{', ' + SIGNALS[code] if code in SIGNALS else ''})")
+    fatal = _FATAL.search(log_text)
+    if fatal:
+        exc = None
+        for line in log_text[fatal.start() :].splitlines()[:400]:
+            e = _EXC_LINE.search(line.strip())
+            if e and "EngineDeadError" not in e.group(1):
+                exc = e.group(1).strip()
+                break
+        parts.append(f"engine core: {exc}" if exc else "engine core died (EngineDeadError)")
+    return "; ".join(parts) or None
+
+
 class Engine:
     """One serving engine. Subclasses say how to build a tool's command and parse its output."""
 

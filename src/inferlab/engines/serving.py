@@ -72,10 +72,23 @@ def rows(stats: dict[str, float | None], counts: dict[str, float | None], client
     return out
 
 
+class RequestsFailed(ValueError):
+    """Some of a cell's requests failed: its latencies and throughput would describe the survivors
+    of a different load than the one asked for, so the cell is a typed failure, not a number."""
+
+    def __init__(self, completed, failed):
+        self.completed, self.failed = int(completed), int(failed)
+        super().__init__(f"{self.failed} of {self.completed + self.failed} requests failed")
+
+
 def check(counts: dict) -> None:
-    """A run that completed nothing has no latency to report: that is a failure, not a number."""
+    """A run that completed nothing has no latency to report: that is a failure, not a number; nor
+    has one where some requests failed (``RequestsFailed``)."""
     done = _num(counts.get("completed"))
     if not done:
         raise ValueError(
             f"no request completed (completed={counts.get('completed')!r}, failed={counts.get('failed')!r})"
         )
+    failed = _num(counts.get("failed"))
+    if failed:
+        raise RequestsFailed(done, failed)
