@@ -47,10 +47,15 @@ def _week(tmp_path: Path) -> tuple[Path, Path]:
     return pq, res
 
 
-def test_runs_read_back_from_sqlite_store(tmp_path):
+def test_runs_read_back_from_sqlite_store(tmp_path, monkeypatch):
     pq, res = _week(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # MLflow's default artifact root is ./mlruns of the current directory
     runs = mx.export(pq, uri, records=res)
+    assert list(cwd.iterdir()) == []  # nothing written where the command was run (a checkout)
+    assert (tmp_path / "mlartifacts").is_dir()  # the artifacts beside the database
     assert len(runs) == 2
     client = mlflow.tracking.MlflowClient(uri)
     exp = client.get_experiment_by_name("inferlab-week12")

@@ -77,8 +77,20 @@ def cells(df: pd.DataFrame) -> list[tuple[str, dict, dict]]:
     return out
 
 
-def export(parquet, tracking_uri: str, records=None, experiment: str | None = None) -> dict:
-    """Log every cell of ``parquet`` as a run; returns {path: run_id}."""
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment's artifacts go. MLflow's own default for a database store is
+    ``./mlruns`` in the *current directory* (a checkout, when run from one): beside the database
+    file instead. None (MLflow's choice) for a file store or a tracking server."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def export(
+    parquet, tracking_uri: str, records=None, experiment: str | None = None, artifact_location: str | None = None
+) -> dict:
+    """Log every cell of ``parquet`` as a run; returns {path: run_id}. ``artifact_location`` applies
+    to experiments this call creates (default: :func:`default_artifact_location`)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -92,7 +104,13 @@ def export(parquet, tracking_uri: str, records=None, experiment: str | None = No
         week = path.split("/", 1)[0]
         name = experiment or f"inferlab-{week}"
         exp = client.get_experiment_by_name(name)
-        exp_id = exp.experiment_id if exp else client.create_experiment(name)
+        exp_id = (
+            exp.experiment_id
+            if exp
+            else client.create_experiment(
+                name, artifact_location=artifact_location or default_artifact_location(tracking_uri)
+            )
+        )
         for old in client.search_runs([exp_id], filter_string=f"tags.`inferlab.path` = '{path}'"):
             client.delete_run(old.info.run_id)
         run = client.create_run(
@@ -126,8 +144,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tracking-uri", required=True)
     ap.add_argument("--records", default=None, help="the results folder (cell files become artifacts)")
     ap.add_argument("--experiment", default=None)
+    ap.add_argument("--artifact-location", default=None, help="for new experiments (default: beside a sqlite database)")
     a = ap.parse_args(argv)
-    runs = export(a.parquet, a.tracking_uri, a.records, a.experiment)
+    runs = export(a.parquet, a.tracking_uri, a.records, a.experiment, a.artifact_location)
     print(f"{len(runs)} runs logged to {a.tracking_uri}")
     return 0
 
