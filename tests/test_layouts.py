@@ -382,8 +382,128 @@ def test_nixl_without_nixl_fails_typed_before_anything_starts(tmp_path):
 
 def test_unknown_layout_kind():
     with pytest.raises(layouts.LayoutError) as e:
-        layouts.start("router", None, "/m", {}, "/tmp/x", {}, 10)
-    assert e.value.reason == "unsupported"
+        layouts.start("mesh", None, "/m", {}, "/tmp/x", {}, 10)
+    assert e.value.reason == "unsupported" and "router" in e.value.detail
+
+
+# -- the router layout: commands, devices, the fan-out ---------------------------------------------
+def rplan(devices=None, cores=None, server_args=None, replicas=2, policy="cache_aware"):
+    eng = VLLM(env=str(ENGINE_ENV), catalog={"bin": "vllm"}, run_args={})
+    spec = {"kind": "router", "replicas": replicas, "policy": policy}
+    ports = {f"replica{i}": 8100 + i for i in range(replicas)} | {"router": 8000, "prometheus": 8900}
+    args = server_args or {"dtype": "bfloat16"}
+    return layouts.router_plan(eng, "/m", args, spec, {"PATH": "/bin"}, ports, "/py", devices, cores, 300)
+
+
+def test_router_commands():
+    pl = rplan()
+    assert list(pl) == ["replica0", "replica1", "router"]
+    r = pl["router"].cmd
+    assert r[:3] == ["/py", "-m", "sglang_router.launch_router"]
+    i = r.index("--worker-urls")
+    assert r[i + 1 : i + 3] == ["http://127.0.0.1:8100", "http://127.0.0.1:8101"]
+    assert r[r.index("--policy") + 1] == "cache_aware" and r[r.index("--port") + 1] == "8000"
+    # never the router's fixed default Prometheus port (29000): two jobs on a node would collide
+    assert r[r.index("--prometheus-port") + 1] == "8900" and r[r.index("--prometheus-host") + 1] == "127.0.0.1"
+    assert r[r.index("--worker-startup-check-interval") + 1] == "1"  # default 30 s per registration poll
+    assert r[r.index("--worker-startup-timeout-secs") + 1] == "300"
+    assert pl["router"].health_path == "/readiness"  # its /health is 200 before any worker registered
+    for n, port in (("replica0", 8100), ("replica1", 8101)):
+        c = pl[n].cmd
+        assert c[c.index("--port") + 1] == str(port) and pl[n].health_path == "/health"
+        assert pl[n].env["NCCL_NVLS_ENABLE"] == "0"
+    with pytest.raises(layouts.LayoutError) as e:
+        rplan(policy="manual")
+    assert e.value.reason == "unsupported" and "cache_aware" in e.value.detail
+
+
+def test_router_replicas_take_their_slice_of_devices_or_cores():
+    pl = rplan(devices=["4", "5"])
+    assert [pl[f"replica{i}"].env["CUDA_VISIBLE_DEVICES"] for i in range(2)] == ["4", "5"]
+    assert "CUDA_VISIBLE_DEVICES" not in pl["router"].env or pl["router"].env["CUDA_VISIBLE_DEVICES"] != "4"
+    pl = rplan(devices=["0", "1", "2", "3"], server_args={"tensor_parallel_size": 2})
+    assert [pl[f"replica{i}"].env["CUDA_VISIBLE_DEVICES"] for i in range(2)] == ["0,1", "2,3"]
+    with pytest.raises(layouts.LayoutError) as e:
+        rplan(devices=["0"])
+    assert e.value.reason == "resources" and "2 replicas" in e.value.detail
+    # the CPU: one core each (vLLM's CPU build binds its OpenMP threads there)
+    pl = rplan(cores=[0, 1])
+    assert [pl[f"replica{i}"].env["VLLM_CPU_OMP_THREADS_BIND"] for i in range(2)] == ["0", "1"]
+    pl = rplan(cores=[0, 1, 2, 3], server_args={"tensor_parallel_size": 2})
+    assert [pl[f"replica{i}"].env["VLLM_CPU_OMP_THREADS_BIND"] for i in range(2)] == ["0|1", "2|3"]
+    with pytest.raises(layouts.LayoutError) as e:
+        rplan(cores=[0], replicas=2)
+    assert e.value.reason == "resources"
+
+
+METRICS_TEXT = """# HELP vllm:prefix_cache_hits_total hits
+# TYPE vllm:prefix_cache_hits_total counter
+vllm:prefix_cache_hits_total{{engine="0",model_name="m"}} {hits}
+# TYPE vllm:prefix_cache_queries_total counter
+vllm:prefix_cache_queries_total{{engine="0",model_name="m"}} {queries}
+# TYPE vllm:request_success_total counter
+vllm:request_success_total{{engine="0",finished_reason="length",model_name="m"}} {req}
+"""
+
+
+def test_merged_metrics_sum_over_replicas_and_split_per_replica():
+    from inferlab import scrape
+
+    def merged(h0, q0, h1, q1):
+        texts = {
+            "replica0": METRICS_TEXT.format(hits=h0, queries=q0, req=0),
+            "replica1": METRICS_TEXT.format(hits=h1, queries=q1, req=0),
+        }
+        return scrape.parse_prometheus(layouts.merge_metrics(texts))
+
+    before, after = merged(0, 0, 10, 100), merged(300, 400, 10, 200)
+    assert after.total("vllm:prefix_cache_hits_total") == 310
+    rows = {r["metric"]: r["value"] for r in scrape.cell_rows(before, after, "vllm", on_reset="flag")}
+    assert rows["prefix_cache_hit_rate"] == pytest.approx(300 / 500)  # summed counters, not a mean of rates
+    lay = layouts.Layout("router", {"replica0": None, "replica1": None, "router": None}, "router", "replica0")
+    lay.fanout = object()  # member_rows only reads the scrapes
+    per = {r["metric"]: r["value"] for r in lay.member_rows(before, after)}
+    assert per["prefix_cache_hit_rate_replica0"] == pytest.approx(0.75) and per["prefix_cache_hits_replica0"] == 300
+    assert per["prefix_cache_hit_rate_replica1"] == 0.0 and per["prefix_cache_queries_replica1"] == 100
+    # label values are escaped, values round-trip
+    odd = 'x{a="q\\"uote",b="back\\\\slash"} +Inf\n'
+    back = scrape.parse_prometheus(layouts.merge_metrics({"r": odd}))
+    assert back[("x", frozenset({"replica": "r", "a": 'q"uote', "b": "back\\slash"}.items()))] == float("inf")
+
+
+def test_fanout_merges_metrics_and_resets_every_replica():
+    a, b = Fake("a"), Fake("b", health=503)
+    fan = layouts.Fanout({"replica0": a.url, "replica1": b.url})
+    try:
+        status, _, raw = request(fan.base_url + "/metrics")
+        text = raw.decode()
+        assert status == 200
+        assert 'fake_metric{replica="replica0",backend="a"} 1.0' in text
+        assert 'fake_metric{replica="replica1",backend="b"} 1.0' in text
+        status, _, raw = request(fan.base_url + "/reset_prefix_cache", method="POST")
+        assert status == 200 and json.loads(raw) == {"replica0": 200, "replica1": 200}
+        assert ("POST", "/reset_prefix_cache", None) in a.got and ("POST", "/reset_prefix_cache", None) in b.got
+        status, _, raw = request(fan.base_url + "/health")
+        assert status == 503 and json.loads(raw) == {"replica0": 200, "replica1": 503}
+        b.error = (404, "no such route")  # a replica that refuses the reset: the whole reset fails
+        status, _, raw = request(fan.base_url + "/flush_cache", method="POST")
+        assert status == 502 and json.loads(raw)["replica1"] == 404
+        b.close()  # a replica gone: /metrics fails, naming it (never half the counters)
+        status, _, raw = request(fan.base_url + "/metrics")
+        assert status == 502 and "replica1" in json.loads(raw)["errors"]
+    finally:
+        fan.close()
+        a.close()
+
+
+def test_router_without_sglang_router_fails_typed_before_anything_starts(tmp_path):
+    eng = ToyEngine(tmp_path)
+    env = {**os.environ, "INFERLAB_ROUTER_PYTHON": sys.executable}  # the workflow's Python: no sglang_router
+    with pytest.raises(layouts.LayoutError) as e:
+        layouts.start("router", eng, "/m", {}, tmp_path / "lay", env, 30, layout_spec={"kind": "router"})
+    assert e.value.reason == "unsupported" and e.value.member == "router"
+    assert "sglang-router" in e.value.detail and sys.executable in e.value.detail
+    assert not list(tmp_path.glob("**/*.log"))  # nothing was started
 
 
 # -- lifecycle with toy servers ------------------------------------------------------------------
@@ -516,6 +636,88 @@ def test_single_layout_wraps_one_server(tmp_path):
             time.sleep(0.1)
         assert lay.dead_member() == ("server", -9)
     assert lay.drain["group_gone"] and not group_members(pgid)
+
+
+# -- the router layout with toy replicas and the real router (sglang_router) ----------------------
+def router_python():
+    py, why = layouts.find_router_python(ToyEngine(Path("/nonexistent")), {})
+    if py is None:
+        pytest.skip(why)
+    return py
+
+
+class ToyReplicas(ToyEngine):
+    def serve_command(self, model_path, host, port, args):
+        cmd = super().serve_command(model_path, host, port, args)
+        cmd[cmd.index("--pidfile") + 1] = str(self.folder / f"replica-{port}.worker")
+        return cmd
+
+
+def start_toy_router(tmp_path, timeout=60, **args):
+    eng = ToyReplicas(tmp_path)
+    spec = {"kind": "router", "replicas": 2, "policy": "cache_aware"}
+    lay = layouts.start("router", eng, "/m", args, tmp_path / "lay", dict(os.environ), timeout, layout_spec=spec)
+    return eng, lay
+
+
+def test_toy_router_ready_restart_and_a_dead_replica(tmp_path):
+    router_python()
+    eng, lay = start_toy_router(tmp_path, toy_ready_after=1.0)
+    try:
+        assert set(lay.members) == {"replica0", "replica1", "router"} and lay.base_url == lay.members["router"].base_url
+        assert lay.alive() and lay.healthy() and lay.ready_s >= 1.0
+        status, _, raw = request(lay.base_url + "/workers")
+        urls = {w["url"] for w in json.loads(raw)["workers"]}
+        assert urls == {lay.members["replica0"].base_url, lay.members["replica1"].base_url}
+        d = lay.describe()
+        assert d["router"]["policy"] == "cache_aware" and d["control_url"] == lay.control_url != lay.base_url
+        assert len(eng.workers()) == 2
+        # the router again with another policy: the replicas (same processes) untouched
+        reps = {n: lay.members[n].proc.pid for n in ("replica0", "replica1")}
+        old_router = lay.members["router"].proc.pid
+        out = lay.restart_router("round_robin")
+        assert out["policy"] == "round_robin" and out["old_router_gone"] and not group_members(old_router)
+        assert {n: lay.members[n].proc.pid for n in reps} == reps and lay.alive() and lay.healthy()
+        assert lay.commands["router"][lay.commands["router"].index("--policy") + 1] == "round_robin"
+        # a replica's whole group dies: noticed within a second or two, named, the rest torn down
+        pgids = {n: m.proc.pid for n, m in lay.members.items()}
+        os.killpg(pgids["replica1"], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while lay.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert lay.dead_member() == ("replica1", -9)
+        deadline = time.monotonic() + 30
+        while any(group_members(g) for g in pgids.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(group_members(g) for g in pgids.values())
+        assert lay.log_tail().splitlines()[0] == "--- replica1 (replica1.log) ---"
+    finally:
+        drain = lay.stop()
+    assert drain["dead_member"] == ["replica1", -9] and drain["group_gone"] is True
+    assert not any(pid_alive(w) for w in eng.workers())
+    with pytest.raises(OSError):  # the fan-out went with the layout
+        urllib.request.urlopen(lay.control_url + "/metrics", timeout=2)
+
+
+def test_toy_router_replica_dying_at_start_is_named(tmp_path):
+    router_python()
+    t0 = time.monotonic()
+    with pytest.raises(layouts.LayoutError) as e:
+        start_toy_router(tmp_path, timeout=120, toy_ready_after=60, toy_exit_after=1.5)
+    assert time.monotonic() - t0 < 30
+    assert e.value.member in ("replica0", "replica1") and e.value.returncode == 3
+    assert e.value.reason == "engine_error" and "exited with 3" in e.value.detail
+    time.sleep(0.5)
+    assert not any(pid_alive(w) for w in ToyReplicas(tmp_path).workers())
+
+
+def test_toy_router_shared_deadline_names_what_was_not_ready(tmp_path):
+    router_python()
+    t0 = time.monotonic()
+    with pytest.raises(layouts.LayoutError) as e:
+        start_toy_router(tmp_path, timeout=3, toy_ready_after=600)
+    assert 3 <= time.monotonic() - t0 < 30
+    assert e.value.reason == "timeout" and "replica0" in e.value.detail and "router" in e.value.detail
 
 
 # -- the real engine -----------------------------------------------------------------------------
@@ -703,3 +905,113 @@ def test_real_stop_leaves_no_process(real):
     assert len(real["single_group"]) >= 2
     assert real["single_drain"]["group_gone"] is True and real["single_drain"]["dead_member"] is None
     assert real["single_group_after"] == [] and not any(real["single_pids_after"].values())
+
+
+# -- the real router layout: two vLLM CPU servers behind sglang_router ----------------------------
+def by_replica(metrics_text: str, name: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for m in re.finditer(rf'^{re.escape(name)}{{replica="(replica\d)"[^}}]*}} (\S+)$', metrics_text, re.M):
+        out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+    return out
+
+
+TEXT_A = " ".join(f"river {i} stone" for i in range(150))  # a shared prefix of some hundred tokens
+TEXT_B = " ".join(f"cloud {i} window" for i in range(150))
+
+
+@pytest.fixture(scope="module")
+def router_real(tmp_path_factory):
+    if not (ENGINE_ENV / "bin" / "python").exists():
+        pytest.skip(f"the vLLM CPU engine is not installed at {ENGINE_ENV}")
+    eng = VLLM(env=str(ENGINE_ENV), catalog={"bin": "vllm"}, run_args={})
+    py, why = layouts.find_router_python(eng, {})
+    if py is None:
+        pytest.skip(why)
+    work = tmp_path_factory.mktemp("router-real")
+    env = {**engine_env(work), "VLLM_SERVER_DEV_MODE": "1"}  # /reset_prefix_cache
+    model = work / "tiny-llama"
+    subprocess.run(
+        [str(ENGINE_ENV / "bin" / "python"), "-m", "inferlab.tinymodel", "--out", str(model)],
+        check=True,
+        capture_output=True,
+        env={**env, "PYTHONPATH": str(ROOT / "src")},
+    )
+    out = {"timings": {}}
+    t0 = time.monotonic()
+    spec = {"kind": "router", "replicas": 2, "policy": "cache_aware"}
+    args = {**ARGS, "enable_prefix_caching": True}
+    lay = layouts.start("router", eng, model, args, work / "router", env, 600, layout_spec=spec, cores=[0, 1])
+    out["timings"]["ready_s"] = lay.ready_s
+    out["describe"] = lay.describe()
+    try:
+        out["health"] = request(lay.base_url + "/readiness")[0]
+        out["workers"] = json.loads(request(lay.base_url + "/workers")[2])
+        out["replica_urls"] = {n: lay.members[n].base_url for n in lay.replicas}
+        out["reset"] = request(lay.control_url + "/reset_prefix_cache", method="POST")
+        # two prompts that share a long prefix, then two of another: cache_aware sends each pair to one replica
+        metrics = [request(lay.control_url + "/metrics")[2].decode()]
+        # (text: the router's /v1/completions takes a string prompt, not token ids - a 422 otherwise)
+        for prompt in (TEXT_A + " first?", TEXT_A + " second?", TEXT_B + " first?", TEXT_B + " second?"):
+            out.setdefault("answers", []).append(ask(lay.base_url, model, prompt, stream=False))
+            metrics.append(request(lay.control_url + "/metrics")[2].decode())
+        out["metrics"] = metrics
+        out["streamed"] = ask(lay.base_url, model, "a streamed question", stream=True)
+        out["pgids"] = {n: m.proc.pid for n, m in lay.members.items()}
+        out["groups"] = {n: group_members(g) for n, g in out["pgids"].items()}
+        out["alive_before_kill"] = lay.alive() and lay.dead_member() is None
+        t = time.monotonic()
+        os.killpg(out["pgids"]["replica1"], signal.SIGKILL)
+        while lay.alive() and time.monotonic() - t < 30:
+            time.sleep(0.1)
+        out["timings"]["noticed_s"] = round(time.monotonic() - t, 1)
+        out["dead_member"] = lay.dead_member()
+        while any(group_members(g) for g in out["pgids"].values()) and time.monotonic() - t < 60:
+            time.sleep(0.2)
+        out["groups_after_kill"] = {n: group_members(g) for n, g in out["pgids"].items()}
+    finally:
+        t = time.monotonic()
+        out["drain"] = lay.stop()
+        out["timings"]["stop_s"] = round(time.monotonic() - t, 1)
+    out["groups_after"] = {n: group_members(g) for n, g in out["pgids"].items()}
+    out["pids_after"] = {p: pid_alive(p) for g in out["groups"].values() for p in g}
+    out["timings"]["total_s"] = round(time.monotonic() - t0, 1)
+    print("router layout timings:", out["timings"])
+    return out
+
+
+@pytest.mark.engine
+def test_real_router_serves_through_the_router(router_real):
+    r = router_real
+    assert r["health"] == 200 and r["alive_before_kill"]
+    assert {w["url"] for w in r["workers"]["workers"]} == set(r["replica_urls"].values())
+    assert all(a["usage"]["prompt_tokens"] > 256 and a["usage"]["completion_tokens"] == 16 for a in r["answers"])
+    assert r["streamed"]["usage"]["completion_tokens"] == 16 and r["streamed"]["events"] >= 16
+    assert r["describe"]["router"]["policy"] == "cache_aware" and r["describe"]["router"]["python"].endswith("python")
+    assert r["reset"][0] == 200 and json.loads(r["reset"][2]) == {"replica0": 200, "replica1": 200}
+
+
+@pytest.mark.engine
+def test_real_router_cache_aware_keeps_a_prefix_on_one_replica(router_real):
+    m = router_real["metrics"]
+    req = [by_replica(t, "vllm:request_success_total") for t in m]
+    hits = [by_replica(t, "vllm:prefix_cache_hits_total") for t in m]
+    delta = [{k: req[i + 1][k] - req[i].get(k, 0.0) for k in req[i + 1]} for i in range(4)]
+    assert all(sum(d.values()) == 1 for d in delta)  # one request each, counted by exactly one replica
+    first, second = ({k for k, v in d.items() if v} for d in (delta[0], delta[1]))
+    assert first == second  # the second prompt of the pair went where its prefix was cached
+    (a_rep,) = first
+    assert hits[2][a_rep] - hits[1][a_rep] >= 256  # its shared blocks came from that replica's cache
+    (b_rep,) = {k for k, v in delta[3].items() if v}
+    assert {k for k, v in delta[2].items() if v} == {b_rep}
+    assert hits[4][b_rep] - hits[3][b_rep] >= 256
+
+
+@pytest.mark.engine
+def test_real_router_dead_replica_is_named_and_nothing_is_left(router_real):
+    r = router_real
+    assert r["dead_member"] == ("replica1", -9) and r["timings"]["noticed_s"] <= 5
+    assert r["groups_after_kill"] == {"replica0": [], "replica1": [], "router": []}  # by the watcher
+    assert r["drain"]["dead_member"] == ["replica1", -9] and r["drain"]["group_gone"] is True
+    assert len(r["groups"]["replica0"]) >= 1 and r["groups"]["router"]
+    assert r["groups_after"] == {"replica0": [], "replica1": [], "router": []}
+    assert not any(r["pids_after"].values())

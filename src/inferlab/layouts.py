@@ -20,6 +20,31 @@
     the engine's environment :func:`start_pd` raises :class:`LayoutError` (``unsupported``) before
     anything starts.
 
+- ``router``: data parallelism behind SGLang's router (``sglang_router``, PyPI ``sglang-router``):
+  ``replicas`` servers of the configuration (members ``replica0``, ``replica1``, ...), each its own
+  process and port, and ``python -m sglang_router.launch_router --worker-urls ... --policy <policy>``
+  in front (member ``router``, the layout's ``base_url``). sglang_router 0.3.2's ``launch_server``
+  does not import with SGLang 0.5.17+, so the workers are started here and only the router comes
+  from the package. On GPUs replica i takes the i-th slice of the job's devices
+  (``CUDA_VISIBLE_DEVICES``); on the CPU replica i takes the i-th slice of the job's cores
+  (``VLLM_CPU_OMP_THREADS_BIND``; 1 core each on 2 cores). The router forwards OpenAI requests
+  (``/v1/completions``, streamed or not) to vLLM workers as well as SGLang's ``/generate``; its health
+  checks ask each worker's ``/health`` (vLLM and SGLang both answer). The router's own ``/health`` is
+  200 as soon as it listens (no worker needed): ready means ``/readiness`` is 200 **and** ``/workers``
+  lists every replica (it registers a worker once that worker's ``/health`` answers; polled every
+  second here, ``--worker-startup-check-interval 1``). Its Prometheus port (fixed 29000 by default)
+  is a free port too. Which Python runs the router: ``INFERLAB_ROUTER_PYTHON``, else the first of the
+  checkout's ``.venv-router`` (scripts/setup.sh installs it: envs/router.lock.txt), the engine's
+  Python and the client environments that can import ``sglang_router``. ``.venv-router`` holds no
+  SGLang on purpose: ``launch_router`` imports SGLang's tracing when it can (torch, transformers:
+  ~8 s per router start on 2 cores, ~0.1 s without). The router neither serves the replicas' ``/metrics`` (404) nor resets vLLM's cache
+  (its ``/flush_cache`` is SGLang's), so the layout runs a small in-process fan-out
+  (:attr:`Layout.control_url`): ``GET /metrics`` is every replica's, each sample labelled
+  ``replica="replica<i>"`` (summed over replicas by :mod:`inferlab.scrape`; per replica in
+  :meth:`Layout.member_rows`), and a ``POST`` (``/reset_prefix_cache``, ``/flush_cache``) goes to
+  every replica. :meth:`Layout.restart_router` stops the router and starts it again with another
+  policy, the replicas (and their caches) untouched.
+
 Every process gets its own process group (teardown reaches its workers and nothing else), a free
 port, and ``NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1`` (NVLink
 multicast off: required on the lent multi-GPU machines, harmless elsewhere). On GPUs the prefill
@@ -29,7 +54,9 @@ Ready means every member is alive and answers its health endpoint (the proxy's `
 only when both servers' are), all before one shared deadline. A member that dies while the others
 load fails the start at once, typed, with its name and exit code, and the others are torn down.
 Once running, a watcher notices a member's death within a second: ``alive()`` turns false,
-``dead_member()`` names it with its exit code, and the other members are torn down.
+``dead_member()`` names it with its exit code, and the other members are torn down (a dead
+replica too: the router would hide it by retrying on the others, so the layout is no longer the
+configuration it was started as).
 ``stop()`` tears every member down (its group killed and waited for) and waits for the GPUs'
 memory to drain back to what it was before the start.
 
@@ -37,16 +64,22 @@ The serving session uses a layout as it used one :class:`Server`::
 
     with layouts.start(kind, engine, model, args, folder, env, timeout, layout_spec=spec) as lay:
         ... client against lay.base_url ...; lay.alive(); lay.dead_member(); lay.logs
+        ... /metrics and the cache reset against lay.control_url (the router's fan-out)
 """
 
 from __future__ import annotations
 
+import http.server
+import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,12 +98,16 @@ from .server import (
 
 #: NVLink multicast off in every process of a layout (NCCL NVLS, torch symmetric memory, NVSHMEM)
 LAYOUT_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
-KINDS = ("single", "pd")
+KINDS = ("single", "pd", "router")
 CONNECTORS = ("ExampleConnector", "NixlConnector")
 ROLES = {"prefill": "kv_producer", "decode": "kv_consumer"}
 KV_DIR = "kv"  # ExampleConnector's shared storage, under the layout's folder
 PROXY_MODULE = "inferlab.pd_proxy"
 SRC = str(Path(__file__).resolve().parents[1])  # so `python -m inferlab.pd_proxy` imports this copy
+ROUTER_MODULE = "sglang_router.launch_router"
+#: sglang_router 0.3.2's --policy choices that need nothing per request (``manual`` needs routing keys)
+ROUTER_POLICIES = ("cache_aware", "round_robin", "random", "power_of_two")
+ROUTER_ENV = ".venv-router"  # where scripts/setup.sh installs sglang-router (envs/router.lock.txt)
 
 
 class LayoutError(ServerError):
@@ -191,6 +228,266 @@ def pd_plan(
     return plans
 
 
+def router_command(
+    python: str,
+    port: int,
+    prometheus_port: int,
+    worker_urls: list[str],
+    policy: str,
+    startup_timeout_s: float = 900,
+) -> list[str]:
+    """``python -m sglang_router.launch_router`` in front of ``worker_urls`` (flags of sglang_router
+    0.3.2's ``--help``)."""
+    if policy not in ROUTER_POLICIES:
+        raise LayoutError("unsupported", f"router layout: policy {policy!r} is not one of {', '.join(ROUTER_POLICIES)}")
+    return [
+        python,
+        "-m",
+        ROUTER_MODULE,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--worker-urls",
+        *worker_urls,
+        "--policy",
+        policy,
+        "--prometheus-host",
+        HOST,
+        "--prometheus-port",
+        str(prometheus_port),
+        "--worker-startup-timeout-secs",
+        str(max(1, int(math.ceil(startup_timeout_s)))),
+        "--worker-startup-check-interval",
+        "1",
+        "--shutdown-grace-period-secs",
+        "1",
+        "--log-level",
+        "info",
+    ]
+
+
+def replica_slices(n: int, per: int, ids: list[str], what: str) -> list[list[str]]:
+    """Replica i's devices (or cores): the i-th slice of ``per`` of ``ids``."""
+    if len(ids) < n * per:
+        raise LayoutError(
+            "resources", f"router layout: {n} replicas of {per} {what} each need {n * per}; the job has {list(ids)}"
+        )
+    return [[str(d) for d in ids[i * per : (i + 1) * per]] for i in range(n)]
+
+
+def cpu_bind(cores: list[str]) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` of one replica: its cores as a range (``0``, ``2-3``) or a list."""
+    c = sorted(int(x) for x in cores)
+    if len(c) > 1 and c == list(range(c[0], c[-1] + 1)):
+        return f"{c[0]}-{c[-1]}"
+    return ",".join(str(x) for x in c)
+
+
+def router_plan(
+    engine,
+    model_path,
+    server_args: dict,
+    layout_spec: dict,
+    env: dict,
+    ports: dict,
+    router_python: str,
+    devices: list[str] | None = None,
+    cores: list[int] | None = None,
+    startup_timeout_s: float = 900,
+) -> dict[str, MemberPlan]:
+    """The replicas' and the router's commands and environments (``ports``: ``replica<i>``,
+    ``router``, ``prometheus``; ``devices``: the job's GPU ids, replica 0 first; ``cores``: on the
+    CPU (``devices`` None), the job's cores, split one slice per replica)."""
+    n = int(layout_spec.get("replicas", 2))
+    if n < 1:
+        raise LayoutError("unsupported", f"router layout: replicas must be >= 1, not {n}")
+    policy = layout_spec.get("policy", "cache_aware")
+    per = devices_per_server(server_args)
+    base = {**env, **LAYOUT_ENV}
+    if devices is not None:
+        slices, var = replica_slices(n, per, list(devices), "GPUs"), "CUDA_VISIBLE_DEVICES"
+    elif cores:
+        slices, var = replica_slices(n, per, [str(c) for c in cores], "cores"), "VLLM_CPU_OMP_THREADS_BIND"
+    else:
+        slices, var = [None] * n, None
+    plans: dict[str, MemberPlan] = {}
+    for i in range(n):
+        name = f"replica{i}"
+        menv = dict(base)
+        if var == "CUDA_VISIBLE_DEVICES":
+            menv[var] = ",".join(slices[i])
+        elif var:
+            # each replica's OpenMP threads on its own cores (a TP>1 replica: one range per rank)
+            menv[var] = cpu_bind(slices[i]) if per == 1 else "|".join(cpu_bind([c]) for c in slices[i])
+        cmd = engine.serve_command(model_path, HOST, ports[name], dict(server_args))
+        plans[name] = MemberPlan(name, cmd, menv, ports[name], engine.health_path, slices[i])
+    urls = [f"http://{HOST}:{ports[f'replica{i}']}" for i in range(n)]
+    renv = dict(base)
+    rcmd = router_command(router_python, ports["router"], ports["prometheus"], urls, policy, startup_timeout_s)
+    plans["router"] = MemberPlan("router", rcmd, renv, ports["router"], "/readiness")
+    return plans
+
+
+def router_python_candidates(engine, env: dict | None = None) -> list[str]:
+    """Pythons that may hold ``sglang_router``, in the order they are tried."""
+    env = env or {}
+    out = []
+    forced = env.get("INFERLAB_ROUTER_PYTHON") or os.environ.get("INFERLAB_ROUTER_PYTHON")
+    if forced:
+        return [forced]
+    out.append(str(Path(SRC).parent / ROUTER_ENV / "bin" / "python"))
+    py = getattr(engine, "python", None)
+    if py:
+        out.append(str(py))
+    envs = [getattr(engine, "client_env", None)]
+    envs += [getattr(o, "client_env", None) for o in (getattr(engine, "client_engines", None) or {}).values()]
+    for e in envs:
+        if e:
+            out.append(str(Path(e).absolute() / "bin" / "python"))
+    seen = []
+    for p in out:
+        if p not in seen:
+            seen.append(p)
+    return seen
+
+
+def find_router_python(engine, env: dict | None = None) -> tuple[str | None, str]:
+    """(the first candidate Python that imports ``sglang_router``, why none did)."""
+    code = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('sglang_router') else 3)"
+    tried = []
+    for py in router_python_candidates(engine, env):
+        if not Path(py).exists():
+            tried.append(f"{py} (absent)")
+            continue
+        try:
+            r = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            tried.append(f"{py} ({e.__class__.__name__})")
+            continue
+        if r.returncode == 0:
+            return py, ""
+        tried.append(f"{py} ({'no sglang_router' if r.returncode == 3 else f'exit {r.returncode}'})")
+    return None, (
+        "router layout needs sglang_router (PyPI sglang-router, installed by scripts/setup.sh in "
+        f"{ROUTER_ENV}); none of these Pythons has it: {'; '.join(tried)}"
+    )
+
+
+# -- the router's fan-out: /metrics of every replica, the cache reset to every replica -------------
+def _fmt_value(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v))
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def merge_metrics(texts: dict[str, str], label: str = "replica") -> str:
+    """One Prometheus text of several servers' ``/metrics``: every sample gets ``label="<name>"``
+    (so a sum over label sets is the sum over servers, and one server's series can be picked)."""
+    from .scrape import parse_prometheus
+
+    types: dict[str, str] = {}
+    lines: list[str] = []
+    for name, text in texts.items():
+        parsed = parse_prometheus(text)
+        for fam, t in parsed.types.items():
+            types.setdefault(fam, t)
+        for (sample, labels), v in parsed.items():
+            lab = ",".join(f'{k}="{_esc(str(val))}"' for k, val in [(label, name), *sorted(labels)])
+            lines.append(f"{sample}{{{lab}}} {_fmt_value(v)}")
+    head = [f"# TYPE {fam} {t}" for fam, t in types.items()]
+    return "\n".join(head + lines) + "\n"
+
+
+def _http(method: str, url: str, timeout: float) -> tuple[int | None, bytes, str]:
+    req = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=timeout) as r:
+            return r.status, r.read(), ""
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), ""
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        return None, b"", f"{e.__class__.__name__}: {e}"
+
+
+class Fanout:
+    """An HTTP server in a thread of this process, in front of the replicas (not of the router):
+    ``GET /metrics`` merges every replica's metrics (:func:`merge_metrics`); ``GET /health`` is 200
+    when every replica's is; any ``POST`` goes to every replica (200 when all answer 2xx, else 502;
+    the body says each replica's status)."""
+
+    def __init__(self, backends: dict[str, str], metrics_path: str = "/metrics", health_path: str = "/health"):
+        self.backends = dict(backends)
+        self.metrics_path, self.health_path = metrics_path, health_path
+        fan = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _reply(self, status: int, body: bytes, ctype: str = "application/json"):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == fan.metrics_path:
+                    texts, errors = {}, {}
+                    for n, u in fan.backends.items():
+                        st, body, err = _http("GET", u + fan.metrics_path, 10.0)
+                        if st == 200:
+                            texts[n] = body.decode("utf-8", errors="replace")
+                        else:
+                            errors[n] = err or f"HTTP {st}"
+                    if errors:
+                        return self._reply(502, json.dumps({"errors": errors}).encode())
+                    try:
+                        out = merge_metrics(texts)
+                    except ValueError as e:
+                        return self._reply(502, json.dumps({"errors": {"merge": str(e)}}).encode())
+                    return self._reply(200, out.encode(), "text/plain; version=0.0.4")
+                if self.path == "/health":
+                    sts = {n: _http("GET", u + fan.health_path, 5.0)[0] for n, u in fan.backends.items()}
+                    ok = all(v == 200 for v in sts.values())
+                    return self._reply(200 if ok else 503, json.dumps(sts).encode())
+                return self._reply(404, b"{}")
+
+            def do_POST(self):
+                n_in = int(self.headers.get("Content-Length") or 0)
+                if n_in:
+                    self.rfile.read(n_in)
+                sts = {}
+                for n, u in fan.backends.items():
+                    st, _, err = _http("POST", u + self.path, 60.0)
+                    sts[n] = st if st is not None else err
+                ok = all(isinstance(v, int) and 200 <= v < 300 for v in sts.values())
+                return self._reply(200 if ok else 502, json.dumps(sts).encode())
+
+        self.httpd = http.server.ThreadingHTTPServer((HOST, 0), H)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="router-fanout", daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 # -- the running unit ----------------------------------------------------------------------------
 @dataclass(eq=False)
 class Layout:
@@ -207,6 +504,8 @@ class Layout:
     stopped_s: float | None = None
     drain: dict = field(default_factory=dict)
     gpu_baselines: dict = field(default_factory=dict)  # NVML index -> MiB used before the start
+    fanout: Fanout | None = None  # router: /metrics and cache resets of every replica
+    router: dict = field(default_factory=dict)  # router: how to start it again (restart_router)
     _dead: tuple | None = None
     _dead_at: float | None = None
     _stopping: bool = False
@@ -224,6 +523,35 @@ class Layout:
     @property
     def port(self) -> int:
         return self.members[self.entry].port
+
+    @property
+    def control_url(self) -> str:
+        """Where the session scrapes ``/metrics`` and resets the prefix cache: the router layout's
+        fan-out to every replica, else ``base_url``."""
+        return self.fanout.base_url if self.fanout is not None else self.base_url
+
+    @property
+    def replicas(self) -> list[str]:
+        return [n for n in self.members if n.startswith("replica")]
+
+    def member_rows(self, before, after, dialect: str = "vllm") -> list[dict]:
+        """Per replica (router layout): its prefix-cache hit rate, hits, queries and requests over
+        a cell, from the fan-out's merged scrapes taken before and after it (``<metric>_<replica>``;
+        the unsuffixed rows are the sum over replicas)."""
+        if self.fanout is None or before is None or after is None:
+            return []
+        from . import scrape
+
+        keep = ("prefix_cache_hit_rate", "prefix_cache_hits", "prefix_cache_queries", "server_requests")
+        rows = []
+        for r in self.replicas:
+            sub_b, sub_a = _only(before, "replica", r), _only(after, "replica", r)
+            for row in scrape.cell_rows(sub_b, sub_a, dialect, on_reset="flag"):
+                if row["metric"] in keep:
+                    rows.append(
+                        {**row, "metric": f"{row['metric']}_{r}", "definition": f"{r} only: {row['definition']}"}
+                    )
+        return rows
 
     @property
     def logs(self) -> dict[str, Path]:
@@ -280,6 +608,8 @@ class Layout:
             "commands": self.commands,
             "logs": {n: m.log.name for n, m in self.members.items()},
             "dead_member": list(self._dead) if self._dead else None,
+            **({"router": {k: v for k, v in self.router.items() if k != "plan"}} if self.router else {}),
+            **({"control_url": self.control_url} if self.fanout is not None else {}),
         }
 
     # -- failure ---------------------------------------------------------------------------------
@@ -326,16 +656,20 @@ class Layout:
                 rc = m.proc.poll()
                 if rc is not None:
                     text = log_tail(m.log, 400)
-                    reason = classify(rc, text) if name != "proxy" else "engine_error"
+                    reason = classify(rc, text) if name not in FRONTS else "engine_error"
                     self._dead = (name, rc)
                     raise LayoutError(
                         reason, f"the {name} server exited with {rc} before the layout was ready", rc, member=name
                     )
             for name in list(pending):
-                if name == "proxy" and len(pending) > 1:
-                    continue  # its health asks both servers: only once they answer
+                if name in FRONTS and len(pending) > 1:
+                    continue  # its health asks the servers behind it: only once they answer
                 m = pending[name]
-                if http_get(m.base_url + m.health_path, timeout=10.0 if name == "proxy" else 2.0)[0] == 200:
+                if name == "router":
+                    ok = self._router_ready(m)
+                else:
+                    ok = http_get(m.base_url + m.health_path, timeout=10.0 if name == "proxy" else 2.0)[0] == 200
+                if ok:
                     m.ready_s = round(time.monotonic() - t0, 3)
                     del pending[name]
             if not pending:
@@ -348,6 +682,69 @@ class Layout:
                     member=first,
                 )
             time.sleep(0.5)
+
+    def _router_ready(self, m: Server) -> bool:
+        """The router's ``/readiness`` is 200 and ``/workers`` lists every replica (its ``/health``
+        is 200 before any worker has registered)."""
+        if http_get(m.base_url + "/readiness", timeout=5.0)[0] != 200:
+            return False
+        st, body = http_get(m.base_url + "/workers", timeout=5.0)
+        if st != 200:
+            return False
+        try:
+            listed = json.loads(body).get("workers") or []
+        except (ValueError, AttributeError):
+            return False
+        urls = {str(w.get("url", "")).rstrip("/") for w in listed if isinstance(w, dict)}
+        unhealthy = [w for w in listed if isinstance(w, dict) and w.get("is_healthy") is False]
+        want = {self.members[r].base_url for r in self.replicas}
+        return want <= urls and not unhealthy
+
+    def restart_router(self, policy: str | None = None, timeout_s: float = 120.0) -> dict:
+        """Stop the router and start it again (another ``policy``), the replicas and their caches
+        untouched; ready as at start (every replica registered). Returns what it took."""
+        if self.kind != "router":
+            raise LayoutError("unsupported", f"restart_router: a {self.kind} layout has no router")
+        if not self.alive():
+            raise LayoutError("server_died", f"restart_router: the layout's {self.dead_member()} is dead")
+        policy = policy or self.router["policy"]
+        t0 = time.monotonic()
+        old = self.members["router"]
+        with self._lock:
+            self._stopping = True  # the watcher must not take the old router's exit for a death
+        try:
+            gone = _kill_members([old], grace_s=ROUTER_GRACE_S)[id(old)]
+            port, prom = _distinct_ports(2)
+            plan = self.router["plan"]
+            cmd = router_command(
+                plan["python"], port, prom, plan["worker_urls"], policy, plan.get("startup_timeout_s", 900)
+            )
+            log = old.log
+            with deferred_signals():
+                proc = spawn(cmd, log, plan["env"], plan["cwd"], mode="ab")
+                new = Server(proc, port, log, "/readiness", time.monotonic())
+                self.members["router"] = new
+            self.commands["router"] = cmd
+        finally:
+            with self._lock:
+                self._stopping = False
+        deadline = time.monotonic() + timeout_s
+        while not self._router_ready(new):
+            if new.proc.poll() is not None:
+                self._check()
+                raise LayoutError(
+                    "engine_error", f"the router exited with {new.proc.returncode} on restart", member="router"
+                )
+            if time.monotonic() > deadline:
+                raise LayoutError(
+                    "timeout", f"the router was not ready within {timeout_s:g} s of its restart", member="router"
+                )
+            time.sleep(0.25)
+        new.ready_s = round(time.monotonic() - new.started, 3)
+        out = {"policy": policy, "old_policy": self.router["policy"], "s": round(time.monotonic() - t0, 3)}
+        out.update(old_router_gone=gone, port=port)
+        self.router.update(policy=policy, restarts=self.router.get("restarts", 0) + 1)
+        return out
 
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, grace_s: float = 20.0, drain_timeout_s: float = 60.0) -> dict:
@@ -362,7 +759,12 @@ class Layout:
         if self._watcher is not None and self._watcher is not threading.current_thread():
             self._watcher.join(timeout=30)
         t0 = time.monotonic()
-        gone = _kill_members(list(self.members.values()), grace_s=grace_s)
+        gone = {}
+        if "router" in self.members:  # first: no request reaches a replica being torn down
+            gone.update(_kill_members([self.members["router"]], grace_s=min(grace_s, ROUTER_GRACE_S)))
+        gone.update(_kill_members([m for n, m in self.members.items() if n != "router"], grace_s=grace_s))
+        if self.fanout is not None:
+            self.fanout.close()
         drained = _drain(self.gpu_baselines, drain_timeout_s)
         self.stopped_s = round(time.monotonic() - t0, 3)
         per = {}
@@ -384,6 +786,24 @@ class Layout:
     def __exit__(self, *exc):
         if self.stopped_s is None:
             self.stop()
+
+
+#: sglang_router takes ~5 s to exit on SIGTERM with nothing in flight (its graceful shutdown): KILLed sooner
+ROUTER_GRACE_S = 1.0
+FRONTS = ("proxy", "router")  # a layout's front process: not an engine (its death is engine_error)
+
+
+def _only(metrics, label: str, value: str):
+    """The samples of a scrape whose ``label`` is ``value`` (that label dropped)."""
+    from .scrape import Metrics
+
+    out = Metrics()
+    out.types, out.help = dict(metrics.types), dict(metrics.help)
+    for (name, labels), v in metrics.items():
+        d = dict(labels)
+        if d.pop(label, None) == value:
+            out[(name, frozenset(d.items()))] = v
+    return out
 
 
 def _kill_members(members: list[Server], grace_s: float) -> dict:
@@ -432,6 +852,20 @@ def start(
         return start_single(engine, model_path, server_args, folder, env, ready_timeout_s, gpu_index, cwd, classify)
     if kind == "pd":
         return start_pd(
+            engine,
+            model_path,
+            server_args,
+            spec,
+            folder,
+            env,
+            ready_timeout_s,
+            gpu_index,
+            cwd=cwd,
+            classify=classify,
+            **kw,
+        )
+    if kind == "router":
+        return start_router(
             engine,
             model_path,
             server_args,
@@ -592,6 +1026,118 @@ def start_pd(
             raise
         except BaseException:
             _kill_members(list(members.values()), grace_s=5.0)
+            raise
+    raise last  # pragma: no cover
+
+
+def start_router(
+    engine,
+    model_path,
+    server_args: dict,
+    layout_spec: dict,
+    folder: Path | str,
+    env: dict,
+    ready_timeout_s: float,
+    gpu_index: int | None = None,
+    *,
+    cwd: Path | str | None = None,
+    classify=None,
+    devices: list[str] | None = None,
+    cores: list[int] | None = None,
+    bind_retries: int = 3,
+    router_python: str | None = None,
+) -> Layout:
+    """``replicas`` servers of the configuration and sglang_router in front, ready before one
+    deadline (module doc). ``layout_spec``: ``{"kind": "router", "replicas": 2, "policy":
+    "cache_aware"}``; logs ``replica<i>.log`` and ``router.log`` in ``folder``. ``gpu_index``: the
+    NVML index of the job's first GPU (None on the CPU: the replicas then split ``cores``, default
+    the cores this process may run on); ``devices``: the job's GPU ids (default: its
+    ``CUDA_VISIBLE_DEVICES``, else every GPU NVML sees)."""
+    n = int(layout_spec.get("replicas", 2))
+    policy = layout_spec.get("policy", "cache_aware")
+    if policy not in ROUTER_POLICIES:
+        raise LayoutError("unsupported", f"router layout: policy {policy!r} is not one of {', '.join(ROUTER_POLICIES)}")
+    if router_python is None:
+        router_python, why = find_router_python(engine, env)
+        if router_python is None:
+            raise LayoutError("unsupported", why, member="router")
+    folder = Path(folder).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    classify = classify or engine.classify_failure
+    if devices is None and gpu_index is not None:
+        devices = job_devices(env)
+    if devices is None and cores is None:
+        cores = sorted(os.sched_getaffinity(0))
+    baselines = {}
+    for i in nvml_indices(devices, gpu_index):
+        used = gpu_memory_used_mib(i)
+        if used is not None:
+            baselines[i] = used
+    names = [f"replica{i}" for i in range(n)] + ["router"]
+    logs = {m: folder / f"{m}.log" for m in names}
+    last: LayoutError | None = None
+    for attempt in range(bind_retries):
+        ports = dict(zip([*names, "prometheus"], _distinct_ports(len(names) + 1), strict=True))
+        plans = router_plan(
+            engine, model_path, server_args, layout_spec, env, ports, router_python, devices, cores, ready_timeout_s
+        )
+        t0 = time.monotonic()
+        members: dict[str, Server] = {}
+        offsets = {}
+        fan = None
+        try:
+            for name, p in plans.items():
+                offsets[name] = logs[name].stat().st_size if logs[name].exists() else 0
+                try:
+                    with deferred_signals():
+                        proc = spawn(p.cmd, logs[name], p.env, cwd or folder, mode="ab")
+                        members[name] = Server(proc, p.port, logs[name], p.health_path, t0)
+                except OSError as e:
+                    raise LayoutError("engine_error", f"could not start {name}: {e}", member=name) from e
+            fan = Fanout(
+                {r: members[r].base_url for r in names[:-1]},
+                getattr(engine, "metrics_path", "/metrics"),
+                engine.health_path,
+            )
+            lay = Layout(
+                "router",
+                members,
+                "router",
+                "replica0",
+                {nm: p.cmd for nm, p in plans.items()},
+                folder,
+                gpu_baselines=baselines,
+                fanout=fan,
+                router={
+                    "policy": policy,
+                    "replicas": n,
+                    "python": router_python,
+                    "devices": {nm: p.devices for nm, p in plans.items() if p.devices is not None},
+                    "plan": {
+                        "python": router_python,
+                        "worker_urls": [members[r].base_url for r in names[:-1]],
+                        "env": plans["router"].env,
+                        "cwd": str(cwd or folder),
+                        "startup_timeout_s": ready_timeout_s,
+                    },
+                },
+            )
+            lay._wait_ready(t0 + ready_timeout_s, ready_timeout_s, classify)
+            lay.ready_s = round(time.monotonic() - t0, 3)
+            return lay.watch()
+        except LayoutError as e:
+            _kill_members(list(members.values()), grace_s=10.0)
+            if fan is not None:
+                fan.close()
+            last = e
+            if e.member and "address already in use" in _since(logs[e.member], offsets.get(e.member, 0)).lower():
+                if attempt + 1 < bind_retries:
+                    continue
+            raise
+        except BaseException:
+            _kill_members(list(members.values()), grace_s=5.0)
+            if fan is not None:
+                fan.close()
             raise
     raise last  # pragma: no cover
 

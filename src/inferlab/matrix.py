@@ -222,7 +222,7 @@ def points(axes: dict, link: list[list[str]], file=None, key: str = "") -> list[
 def gpus_needed(layout: dict, engine_args: dict, shared_device: bool = False) -> int:
     """GPUs one engine configuration takes: tensor x pipeline x data parallel per server, times the
     servers of the layout (``shared_device``: the servers share one device, as on the CPU, so the
-    largest server's count)."""
+    largest server's count; a router's replicas never share: each takes its own devices or cores)."""
 
     def per_server(args):
         n = 1
@@ -238,12 +238,12 @@ def gpus_needed(layout: dict, engine_args: dict, shared_device: bool = False) ->
         d = per_server({**engine_args, **layout.get("decode", {})})
         return max(p, d) if shared_device else p + d
     if kind == "router":
-        n = int(layout.get("replicas", 2))
-        return per_server(engine_args) if shared_device else n * per_server(engine_args)
+        # each replica its own devices, on the CPU too (its own cores: inferlab.layouts.router_plan)
+        return int(layout.get("replicas", 2)) * per_server(engine_args)
     return per_server(engine_args)
 
 
-LAYOUT_RUNNERS = {"single", "pd"}  # layouts this version can start; others are typed skipped
+LAYOUT_RUNNERS = {"single", "pd", "router"}  # layouts this version can start; others are typed skipped
 
 
 FEATURES = ("cuda_graphs", "fp8_kv_cache", "fp8_weights", "lmcache", "nixl", "kv_offloading")

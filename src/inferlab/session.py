@@ -242,13 +242,13 @@ def run_session(
         if isinstance(server.ready_s, (int, float)):
             startup.append(startlog.server_ready_row(server.ready_s))
         try:
-            first = scrape.scrape(server.base_url, engine.metrics_path)
+            first = scrape.scrape(_control(server), engine.metrics_path)
             startup += scrape.cache_config_rows(first)
             session["cache_config"] = {k: v for k, v in scrape.cache_config(first).items() if k != "labels"}
         except (scrape.ScrapeError, scrape.ParseError) as e:
             session["metrics_error"] = str(e)
         session["startup"] = {r["metric"]: r["value"] for r in startup}
-        gauges = scrape.GaugeSampler(server.base_url, sdir / GAUGES, path=engine.metrics_path).start()
+        gauges = scrape.GaugeSampler(_control(server), sdir / GAUGES, path=engine.metrics_path).start()
         died_in = None
         session["restarts"] = []
         for i, c in enumerate(todo):
@@ -271,7 +271,7 @@ def run_session(
                         )
                     server = None
                     break
-                gauges = scrape.GaugeSampler(server.base_url, sdir / GAUGES, path=engine.metrics_path).start()
+                gauges = scrape.GaugeSampler(_control(server), sdir / GAUGES, path=engine.metrics_path).start()
                 c.record["restart"] = {
                     "s": round(time.monotonic() - t0, 3),
                     "ready_s": server.ready_s,
@@ -290,9 +290,9 @@ def run_session(
                 )
                 continue
             if reset_path:
-                c.record["cache_reset"] = reset_cache_of(server.base_url, reset_path)
+                c.record["cache_reset"] = reset_cache_of(_control(server), reset_path)
             c.record["engine_startup"] = startup
-            before = _scrape_or_none(server.base_url, engine.metrics_path)
+            before = _scrape_or_none(_control(server), engine.metrics_path)
             _run_one(
                 c,
                 engine,
@@ -363,6 +363,12 @@ def _server_tail(server, tail: str) -> str:
     )
 
 
+def _control(server) -> str:
+    """Where /metrics are scraped and the prefix cache is reset: a layout's ``control_url`` (the
+    router layout's fan-out to every replica), else the server's own URL."""
+    return getattr(server, "control_url", None) or server.base_url
+
+
 def _returncode(server):
     """Exit code of a dead server, or of the dead member of a layout."""
     if hasattr(server, "dead_member"):
@@ -383,13 +389,15 @@ def _server_metrics(c: _Cell, engine, server: Server, before, gauges) -> None:
     speculative acceptance, preemptions...; a counter that went down is flagged, never a negative
     delta) and the gauges sampled during it. A failed scrape is recorded, never fatal."""
     rows: list[dict] = []
-    after = _scrape_or_none(server.base_url, engine.metrics_path)
+    after = _scrape_or_none(_control(server), engine.metrics_path)
     if before is None or after is None:
         c.record["server_metrics_error"] = (
             f"/metrics could not be scraped {'before' if before is None else 'after'} the cell"
         )
     else:
         rows += scrape.cell_rows(before, after, engine.metrics_dialect, on_reset="flag")
+        if hasattr(server, "member_rows"):  # per replica behind a router (summed in the rows above)
+            rows += server.member_rows(before, after, engine.metrics_dialect)
         lengths = scrape.length_deltas(before, after, engine.metrics_dialect)
         if lengths is not None:
             # a tool whose requests stop at stop strings (lm_eval) asks for a cap, not a length: its
