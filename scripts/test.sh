@@ -24,4 +24,4 @@ if [ "$(id -u)" = 0 ] && [ "${INFERLAB_SLURM:-1}" = 1 ]; then
   export INFERLAB_REQUIRE_SLURM=1
 fi
 echo "[test] pytest"
-.venv/bin/python -m pytest -ra --durations=10 "$@"
+.venv/bin/python -m pytest -ra --durations=25 "$@"
