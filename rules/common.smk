@@ -6,6 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from inferlab import config as il_config  # noqa: E402
+from inferlab import eagle as il_eagle  # noqa: E402
 from inferlab import identity as il_identity  # noqa: E402
 from inferlab import matrix as il_matrix  # noqa: E402
 from inferlab import train as il_train  # noqa: E402
@@ -80,11 +81,34 @@ def model_dir(model_id):
         d = f"{CACHE}/models/quantized/{model_id}"
         check_trained_cache(d, CFG.model(model_id)["quantize"]["base"])
         return d
+    if source == "eagle":  # an EAGLE head trained on its target (rule eagle_model)
+        d = f"{CACHE}/models/eagle/{model_id}"
+        why = il_eagle.stale_cache(d, eagle_spec(model_id))
+        if why:
+            raise ValueError(f"config/models.yaml models.{model_id}: {why}")
+        return d
     if source == "train":  # trained locally (rule train_model)
         d = f"{CACHE}/models/trained/{model_id}"
         check_trained_cache(d, model_id)
         return d
     return f"{CACHE}/models/{'built' if source == 'build' else 'hub'}/{model_id}"
+
+
+def eagle_spec(model_id):
+    """What inferlab.eagle builds the head from: the catalog's ``eagle`` block (less the target)
+    and the head's own sizes from its ``architecture``."""
+    m = CFG.model(model_id)
+    if m["eagle"]["target"] not in CFG.models:
+        raise ValueError(
+            f"config/models.yaml models.{model_id}.eagle.target: unknown model {m['eagle']['target']!r}"
+        )
+    arch = m["architecture"]
+    keys = ("hidden_size", "vocab_size", "num_hidden_layers", "intermediate_size")
+    keys += ("num_attention_heads", "num_key_value_heads")
+    return {
+        **{k: arch[k] for k in keys},
+        **{k: v for k, v in m["eagle"].items() if k != "target"},
+    }
 
 
 def check_trained_cache(path, trained_id):

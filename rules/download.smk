@@ -72,6 +72,31 @@ rule train_model:
         "--tokenizer {input.tokenizer} --spec {params.spec:q} > {log} 2>&1"
 
 
+rule eagle_model:
+    # Catalog source `eagle` (Week 11's EAGLE head on the embedded default): a one-layer EAGLE head
+    # for the catalog model `eagle.target`, trained briefly on the frozen target's hidden states
+    # (inferlab.eagle); its offline agreement with the target's greedy token in eagle.json. Runs in
+    # the engine's environment (torch, transformers); cached like any download.
+    input:
+        target=lambda w: model_dir(CFG.model(w.model)["eagle"]["target"]),
+    output:
+        directory(f"{CACHE}/models/eagle/{{model}}"),
+    log:
+        f"{LOGS}/download/eagle_{{model}}.log",
+    conda:
+        "../envs/vllm-cpu.yaml"
+    threads: 2
+    params:
+        spec=lambda w: json.dumps(eagle_spec(w.model)),
+        python=lambda w: str(
+            Path(CFG.preset["engines"]["vllm"]["env"]) / "bin" / "python"
+        ),
+        src=str(Path(workflow.basedir) / "src"),
+    shell:
+        "PYTHONPATH={params.src} {params.python} -m inferlab.eagle --out {output} "
+        "--target {input.target} --spec {params.spec:q} > {log} 2>&1"
+
+
 rule quantize_model:
     # Week 12's quantized variants (catalog source: quantize): llm-compressor round-to-nearest on a
     # catalog model (the trained tiny model on the embedded default), no calibration data; runs in

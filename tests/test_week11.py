@@ -3,8 +3,8 @@
 Plan tests (no engine): the methods and k are server axes (one engine start each), the baseline is its
 own experiment, the draft is a catalog reference that each preset resolves to its own model. The
 `engine`-marked tests read the one shared embedded-default run (tests/shared_run.py): the trained tiny
-model served with n-gram and draft-model speculation at k=3 against no speculation, greedy requests on
-held-out arithmetic questions, acceptance from /metrics deltas.
+model served with n-gram, draft-model and EAGLE speculation at k=3 against no speculation, greedy
+requests on held-out arithmetic questions, acceptance from /metrics deltas.
 """
 
 from __future__ import annotations
@@ -123,6 +123,26 @@ def test_acceptance_is_positive_for_ngram_and_draft(shared_run):
     assert none.empty or none["value"].isna().all()
     tpot = _metric(df, "default", "tpot_mean")
     assert len(tpot) == 1 and float(tpot["value"].iloc[0]) > 0
+
+
+@pytest.mark.engine
+def test_eagle_head_is_served_and_its_acceptance_measured(shared_run):
+    """EAGLE on vLLM's CPU build: the tiny head (trained on the target's hidden states, stage 1) is
+    passed as the speculative model and its drafts are accepted at a measured, non-zero rate."""
+    rec = _record(shared_run, "spec/vllm/cpu/speceagle-k3/rr10")
+    assert rec["status"] == "ok", (rec["reason"], rec["detail"], rec.get("log_tail"))
+    spec = rec["engine_args"]["speculative_config"]
+    assert spec["method"] == "eagle" and spec["model"].endswith("models/eagle/tiny-llama-eagle"), spec
+    info = json.loads((Path(spec["model"]) / "eagle.json").read_text())
+    assert info["trained"] and info["eval"]["top1_agreement"] > 3 * info["eval_untrained"]["top1_agreement"]
+    df = pd.read_parquet(shared_run / "results" / WEEK / f"{WEEK}.parquet")
+    acc = _metric(df, "speceagle-k3", "spec_acceptance_rate")
+    assert len(acc) == 1 and acc["status"].iloc[0] == "ok", acc.to_dict("records")
+    v = float(acc["value"].iloc[0])
+    assert 0 < v <= 1, v
+    length = float(_metric(df, "speceagle-k3", "spec_mean_acceptance_length")["value"].iloc[0])
+    assert 1 < length <= 3 + 1, length
+    assert "eagle" in (shared_run / "results" / WEEK / "tables" / "acceptance.md").read_text()
 
 
 @pytest.mark.engine

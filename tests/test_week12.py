@@ -4,11 +4,16 @@ shared embedded-default run: the trained BF16 model's accuracy well above chance
 variants measured or typed skipped, and the isolation study's "safe to ship" verdict per knob."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, load_preset
 
 from inferlab import config, matrix, theory
 from inferlab.errors import ConfigError
@@ -82,6 +87,137 @@ def test_quantized_memory_keeps_embeddings_16bit():
     assert 5.5 < int4 < 6.0  # the course's "~4 GB" ignores the 2.1 GB of bf16 embedding + lm_head
     assert 8.9 < fp8 < 9.3
     assert theory.quantized_weights_bytes(arch, None) == pytest.approx(theory.weights_bytes(arch, "bfloat16"))
+
+
+CLUSTER_VARIANTS = [
+    "llama-3.1-8b-instruct",
+    "llama-3.1-8b-instruct-fp8",
+    "llama-3.1-8b-instruct-awq-int4",
+    "llama-3.1-8b-instruct-gptq-int4",
+]
+
+
+def test_cluster_variants_are_the_courses_checkpoints_and_none_is_a_hole():
+    cfg = config.load("config/cluster.yaml", base_dir=ROOT)
+    cells = matrix.expand_week(cfg, "week12")
+    for exp in ("quant_throughput", "quant_accuracy"):
+        got = [c for c in cells if c.experiment == exp]
+        assert sorted({c.model for c in got}) == sorted(CLUSTER_VARIANTS), exp
+        # every variant on every GPU of the preset: a cell each, run or typed skipped
+        assert {(c.model, c.gpu) for c in got} == {(m, g) for m in CLUSTER_VARIANTS for g in cfg.preset["gpus"]}
+    acc = [c for c in cells if c.experiment == "quant_accuracy"]
+    assert {(c.params["task"], c.params["num_fewshot"]) for c in acc} == {("gsm8k", 5)}
+    for m in CLUSTER_VARIANTS[1:]:
+        e = cfg.models[m]
+        assert e["source"] == "hub" and len(e["revision"]) == 40 and e["quantization"], m
+        base = cfg.models["llama-3.1-8b-instruct"]["architecture"]
+        assert {k: e["architecture"][k] for k in base} == base, m  # the same model, quantized
+    # FP8 checkpoints need FP8 weight kernels (the feature check reads the catalog's quantization):
+    # vLLM runs them on all four GPUs (an A100 weight-only through FP8 Marlin), so none lacks them
+    fp8 = [c for c in cells if c.model == "llama-3.1-8b-instruct-fp8"]
+    assert fp8 and all(c.skip is None for c in fp8)
+    need = matrix.features_needed("vllm", {"enforce_eager": True}, model=cfg.models["llama-3.1-8b-instruct-fp8"])
+    assert need == {"fp8_weights": "the checkpoint's weights are fp8 (catalog quantization)"}
+    assert matrix.features_needed("vllm", {"enforce_eager": True}, model=cfg.models[CLUSTER_VARIANTS[2]]) == {}
+
+
+def test_a_variant_the_device_cannot_run_is_a_typed_skip_with_the_reason(catalog):
+    """An FP8 checkpoint on a device whose `lacks:` names FP8 weights: skipped at plan time with the
+    reason (the CPU here; a GPU entry's `lacks` the same way), the other variants planned to run."""
+    f = catalog / "config.yaml"
+    p = yaml.safe_load(f.read_text())
+    p["overrides"]["week12"]["quant_throughput"]["server_sweep"] = {
+        "model": ["tiny-llama-trained", "llama-3.1-8b-instruct-fp8"]
+    }
+    f.write_text(yaml.safe_dump(p))
+    cfg = load_preset(catalog)
+    cells = {c.model: c for c in matrix.expand_week(cfg, "week12") if c.experiment == "quant_throughput"}
+    assert cells["tiny-llama-trained"].skip is None
+    why = cells["llama-3.1-8b-instruct-fp8"].skip
+    assert why.startswith("unsupported: fp8_weights (the checkpoint's weights are fp8"), why
+    assert cfg.gpu("cpu")["lacks"]["fp8_weights"] in why
+    # the same data on a GPU: an A100 entry that lacked FP8 weight kernels would skip it there only
+    g = yaml.safe_load((catalog / "gpus.yaml").read_text())
+    g["gpus"]["a100"]["lacks"] = {"fp8_weights": "test: no FP8 weight kernels"}
+    (catalog / "gpus.yaml").write_text(yaml.safe_dump(g))
+    cl = yaml.safe_load((catalog / "cluster.yaml").read_text())
+    cl["catalog"] = str(catalog)
+    cfg = config.load(cl, base_dir=catalog.parent)
+    skipped = {(c.model, c.gpu) for c in matrix.expand_week(cfg, "week12") if c.skip}
+    assert skipped and {g for _, g in skipped} == {"a100"}
+    assert {m for m, _ in skipped} == {"llama-3.1-8b-instruct-fp8"}
+
+
+def test_cluster_variants_weight_memory_keeps_embeddings_16bit():
+    cfg = config.load("config/cluster.yaml", base_dir=ROOT)
+    gb = {
+        m: theory.quantized_weights_bytes(cfg.models[m]["architecture"], cfg.models[m].get("quantization")) / 1e9
+        for m in CLUSTER_VARIANTS
+    }
+    assert 15.5 < gb["llama-3.1-8b-instruct"] < 16.5
+    assert 8.9 < gb["llama-3.1-8b-instruct-fp8"] < 9.3
+    for m in ("llama-3.1-8b-instruct-awq-int4", "llama-3.1-8b-instruct-gptq-int4"):
+        assert 5.5 < gb[m] < 6.0, (m, gb[m])  # not the course's "~4 GB"
+
+
+# ------------------------------------------------------------------ a variant the engine cannot load
+
+
+@pytest.mark.engine
+def test_a_variant_the_engine_fails_to_load_is_a_typed_failed_record(tmp_path, catalog):
+    """A model variant whose folder is broken (a config and tokenizer, no weights) is planned to run;
+    the engine then fails to load it: the cell is a typed *failed* record carrying the engine's own
+    error, not skipped and not a hole."""
+    cache = tmp_path / "cache"
+    trained = ROOT / ".cache" / "inferlab-test" / "models" / "trained" / "tiny-llama-trained"
+    broken = cache / "models" / "hub" / "tiny-llama-broken"
+    broken.mkdir(parents=True)
+    if trained.exists():
+        src = trained
+    else:  # no shared-run cache: a built tiny model's config and tokenizer serve as well
+        subprocess.run(
+            [str(ROOT / ".venv-vllm" / "bin" / "python"), "-m", "inferlab.tinymodel", "--out", str(tmp_path / "t")],
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            capture_output=True,
+        )
+        src = tmp_path / "t"
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(src / name, broken / name)  # no model.safetensors: nothing to load
+    doc = yaml.safe_load((catalog / "models.yaml").read_text())
+    doc["models"]["tiny-llama-broken"] = {
+        **{k: v for k, v in doc["models"]["tiny-llama"].items() if k in ("dtype", "architecture")},
+        "source": "hub",
+        "repo_id": "inferlab-test/broken",
+        "revision": "0" * 40,  # never fetched: its folder is already in the cache
+    }
+    (catalog / "models.yaml").write_text(yaml.safe_dump(doc))
+    p = yaml.safe_load((catalog / "config.yaml").read_text())
+    p.update(catalog=str(catalog), weeks=["week12"], cache=str(cache), cell_timeout_s=300)
+    p["engines"]["vllm"]["env"] = str(ROOT / ".venv-vllm")
+    p["overrides"] = {
+        "week12": {
+            "quant_throughput": {"server_sweep": {"model": ["tiny-llama-broken"]}, "sweep": {"num_prompts": [5]}}
+        }
+    }
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(p))
+    cfg = load_preset(catalog, **{k: p[k] for k in ("weeks", "cache", "overrides")})
+    (cell,) = [c for c in matrix.expand_week(cfg, "week12") if c.experiment == "quant_throughput"]
+    assert cell.skip is None  # nothing at plan time says it cannot load
+    target = f"results/{cell.path}/cell.json"
+    r = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path / "w")]
+        + ["--configfile", str(tmp_path / "p.yaml"), "--replace-workflow-config", "--cores", "2", target],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]  # a failed cell is a finished job
+    rec = json.loads((tmp_path / "w" / target).read_text())
+    assert rec["status"] == "failed", rec
+    assert rec["reason"] == "engine_error", (rec["reason"], rec["detail"])
+    text = (rec.get("detail") or "") + (rec.get("log_tail") or "")
+    assert "tiny-llama-broken" in text and ("weights" in text.lower() or "safetensors" in text.lower()), text[-2000:]
 
 
 # ------------------------------------------------------------------ the shared embedded-default run

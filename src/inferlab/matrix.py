@@ -301,9 +301,11 @@ def engine_family(cfg: Config, engine: str) -> str:
     return engine if engine in cfg.engines else seen
 
 
-def features_needed(family: str, args: dict, env_vars: dict | None = None) -> dict[str, str]:
+def features_needed(family: str, args: dict, env_vars: dict | None = None, model: dict | None = None) -> dict[str, str]:
     """Features (``FEATURES``) an engine configuration uses, each with what in it uses the feature.
-    Derived from the engine arguments, so a week file never has to say it twice."""
+    Derived from the engine arguments and the served model's catalog entry (``model``: a checkpoint
+    quantized to FP8 needs FP8 weight kernels whatever the arguments say), so a week file never has
+    to say it twice."""
     out = {}
     cc = _json_arg(args.get("compilation_config")) or {}
     mode = str(cc.get("cudagraph_mode", "")).upper() if isinstance(cc, dict) else ""
@@ -315,6 +317,9 @@ def features_needed(family: str, args: dict, env_vars: dict | None = None) -> di
     q = str(args.get("quantization") or "")
     if "fp8" in q:
         out["fp8_weights"] = f"quantization={q}"
+    mq = str((model or {}).get("quantization") or "")
+    if "fp8_weights" not in out and "fp8" in mq:
+        out["fp8_weights"] = f"the checkpoint's weights are {mq} (catalog quantization)"
     ktc = _json_arg(args.get("kv_transfer_config")) or {}
     conn = str(ktc.get("kv_connector", "")) if isinstance(ktc, dict) else ""
     if conn.startswith("LMCache"):
@@ -367,7 +372,8 @@ def skip_reason(
         fargs = dict(engine_args)
         if layout.get("connector"):  # a pd layout's KV connector is a feature of its servers too
             fargs.setdefault("kv_transfer_config", {"kv_connector": layout["connector"]})
-        for feat, why in features_needed(engine_family(cfg, engine), fargs).items():
+        served = cfg.models.get(model) if model is not None else None
+        for feat, why in features_needed(engine_family(cfg, engine), fargs, model=served).items():
             if feat in lacks:
                 return f"unsupported: {feat} ({why}) on {gpu}: {lacks[feat]}"
     if model is not None:
