@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from inferlab import theory
 from inferlab.engines.vllm import parse_bench_throughput
@@ -125,3 +126,123 @@ def test_week04_plan_on_cpu_uses_cpu_block_sizes(catalog):
     assert {k: hf[0].params[k] for k in ("dataset", "num_prompts", "seed")} == {
         k: v.params[k] for k in ("dataset", "num_prompts", "seed")
     }
+
+
+# -- the figure's HF baseline: a line figure's `reference` (one dotted line per GPU, its colour) ----
+def _rows(specs):
+    out = []
+    for s in specs:
+        st = s.get("status", "ok")
+        for m, v in s["metrics"].items():
+            out.append(
+                {
+                    "week": W,
+                    "experiment": s["experiment"],
+                    "engine": s.get("engine", "vllm"),
+                    "gpu": s["gpu"],
+                    "model": "llama-3.1-8b-instruct",
+                    "configuration": s.get("configuration", "default"),
+                    "cell": s["cell"],
+                    "repeat": 0,
+                    "tool": s.get("tool", "vllm_bench_throughput"),
+                    "metric": m,
+                    "value": None if st != "ok" else v,
+                    "raw_value": v,
+                    "status": st,
+                    "reason": s.get("reason"),
+                    "valid": True,
+                    "invalid_reason": None,
+                    "telemetry": "ok",
+                    "definition": None,
+                    **{f"param_{k}": v for k, v in s["params"].items()},
+                }
+            )
+    df = pd.DataFrame(out)
+    df["valid"] = df["valid"].astype("boolean")
+    return df
+
+
+def _figure_ctx(hf_a100_status="ok"):
+    from inferlab import config, report
+    from inferlab.report import kinds
+    from inferlab.report.values import Frame
+
+    cfg = config.load("config/cluster.yaml", base_dir=ROOT)
+    doc, _ = report.week_doc(cfg, W)
+    report.check(doc)
+    m = "offline_output_token_throughput"
+    specs = [
+        {
+            "experiment": "max_num_seqs",
+            "gpu": g,
+            "configuration": f"mns{n}",
+            "cell": "np300",
+            "params": {"max_num_seqs": n, "num_prompts": 300},
+            "metrics": {m: base * n},
+        }
+        for g, base in (("h100", 10.0), ("a100", 7.0))
+        for n in (1, 16, 64)
+    ]
+    specs += [
+        {
+            "experiment": "hf_baseline",
+            "engine": "hf",
+            "tool": "hf_static_batch",
+            "gpu": g,
+            "cell": "bs16",
+            "params": {"batch_size": 16},
+            "metrics": {m: v},
+            **({"status": "failed", "reason": "oom"} if g == "a100" and hf_a100_status != "ok" else {}),
+        }
+        for g, v in (("h100", 123.5), ("a100", 88.25))
+    ]
+    return kinds.Context(cfg, doc, W, {W: Frame(_rows(specs))}, None), doc
+
+
+def test_figure_marks_the_hf_baseline_per_gpu_in_its_colour():
+    import matplotlib
+
+    from inferlab.report import figures
+
+    matplotlib.use("Agg")
+    ctx, doc = _figure_ctx()
+    key = "throughput_vs_max_num_seqs"
+    fig, missing = figures.render(ctx, key, doc["figures"][key])
+    assert missing == []
+    (ax,) = fig.get_axes()
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    for g, v in (("h100", 123.5), ("a100", 88.25)):
+        ref = lines[f"HF static bs=16, {g}"]
+        assert list(ref.get_ydata()) == [v, v] and ref.get_linestyle() == ":"  # the data's value
+        assert ref.get_color() == lines[g].get_color()  # the GPU's colour
+    legend = fig.findobj(matplotlib.legend.Legend)[0]
+    assert {"HF static bs=16, h100", "HF static bs=16, a100"} <= {t.get_text() for t in legend.get_texts()}
+    # a baseline without a number draws no line and is named under the plot
+    ctx, doc = _figure_ctx(hf_a100_status="failed")
+    fig, missing = figures.render(ctx, key, doc["figures"][key])
+    (ax,) = fig.get_axes()
+    assert "HF static bs=16, a100" not in {ln.get_label() for ln in ax.get_lines()}
+    assert len(missing) == 1 and missing[0].startswith("HF static bs=16, a100: OOM"), missing
+
+
+@pytest.mark.parametrize(
+    "ref,kind,key",
+    [
+        ({"experiment": "hf_baseline"}, "line", "figures.f.reference"),  # no metric
+        ({"metric": "m"}, "line", "figures.f.reference"),  # no experiment / where: which cells?
+        ({"experiment": "hf_baseline", "metric": "m", "colour": "red"}, "line", "figures.f.reference"),
+        ({"experiment": "hf_baseline", "metric": "m"}, "bar", "figures.f.reference"),
+        ({"experiment": "hf_baselin", "metric": "m"}, "line", "figures.f.reference.experiment"),
+    ],
+)
+def test_bad_reference_spec_names_the_key(ref, kind, key):
+    from inferlab import report
+
+    doc = {
+        "week": W,
+        "experiments": {"hf_baseline": {}, "max_num_seqs": {}},
+        "figures": {"f": {"kind": kind, "x": "max_num_seqs", "y": "m", "caption": "c", "reference": ref}},
+    }
+    with pytest.raises(ConfigError) as e:
+        report.check(doc, "config/weeks/week04.yaml")
+    assert str(e.value).startswith(f"config/weeks/week04.yaml: {key}"), str(e.value)

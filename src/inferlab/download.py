@@ -117,3 +117,50 @@ def build_sharegpt(dest, n: int = 200, seed: int = 0) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_text(json.dumps(data, indent=0))
     return dest
+
+
+# Words that are one token each for the course's tokenizers (Llama-3's, the tiny models' byte-level
+# BPE) and never merge across the space between them: a prompt of n of them is n tokens (+ BOS).
+LENGTH_WORDS = tuple("a an at be is it of on to in or we so no up go do as by he me my us".split())
+
+
+def lengths_spec_errors(spec: dict) -> list[tuple[str, str]]:
+    """(key, message) of what is wrong with a ``format: custom`` dataset spec's lengths (the schema
+    says the types; this says what a schema cannot: the list's values and the prompt count)."""
+    out = []
+    lens = spec.get("output_lens")
+    if not isinstance(lens, list) or not lens:
+        return [("output_lens", f"a non-empty list of output token counts is needed, got {lens!r}")]
+    for i, v in enumerate(lens):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            out.append((f"output_lens[{i}]", f"{v!r} is not a positive integer (output tokens of a request)"))
+    n = spec.get("prompts")
+    if isinstance(n, int) and not isinstance(n, bool) and n < len(lens):
+        out.append(("prompts", f"{n} prompts cannot cycle through {len(lens)} output lengths {lens}"))
+    return out
+
+
+def build_lengths(dest, n: int, input_len: int, output_lens: list[int], seed: int = 0) -> Path:
+    """vLLM's ``custom`` dataset (JSONL, one ``{"prompt": ..., "output_tokens": N}`` per line, read by
+    ``vllm bench serve --dataset-name custom --custom-output-len -1`` and the throughput sampler's
+    ``get_samples``): ``n`` prompts of ``input_len`` words of :data:`LENGTH_WORDS` (about
+    ``input_len`` tokens: the samplers count them with the model's tokenizer), drawn with ``seed``,
+    and output lengths cycling through ``output_lens`` in file order (line i: ``output_lens[i %
+    len]``). Week 7's fixed output-length workload: every requested length is declared, not sampled."""
+    import json
+    import random
+
+    errs = lengths_spec_errors({"output_lens": output_lens, "prompts": n})
+    if errs:
+        raise ValueError("; ".join(f"{k}: {m}" for k, m in errs))
+    if int(input_len) < 1:
+        raise ValueError(f"input_len: {input_len!r} is not a positive integer")
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        prompt = " ".join(rng.choice(LENGTH_WORDS) for _ in range(int(input_len)))
+        lines.append(json.dumps({"prompt": prompt, "output_tokens": int(output_lens[i % len(output_lens)])}))
+    dest = Path(dest)
+    with atomic_path(dest) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return dest

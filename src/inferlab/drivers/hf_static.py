@@ -8,7 +8,8 @@ Same requests as the vLLM cells: the prompts and output lengths are drawn by vLL
 ``vllm bench throughput`` sampler (``get_requests``) with the same dataset, ``num_prompts`` and
 ``seed`` (``random.seed(seed)`` first, as the CLI and the offline driver do), so both sides see the
 same prompts and the same requested output lengths; the per-request lengths are in raw.json
-(``lengths``) for a test to compare with the vLLM cell's.
+(``lengths``) for a test to compare with the vLLM cell's. ``dataset_name custom`` (Week 7's declared
+output lengths, a JSONL of {"prompt", "output_tokens"}): see :func:`custom_args`.
 
 Fair procedure: the tokenizer pads on the left (pad = EOS where the model has no pad token) and the
 attention mask goes in; greedy (``do_sample=False``); the requests are cut, in dataset order, into
@@ -43,12 +44,14 @@ def sample_requests(model: str, dataset: str | None, params: dict) -> list[tuple
     add_cli_args(p)
     argv = ["--model", model]
     name = params.get("dataset_name", "sharegpt")
-    if name == "sharegpt":
+    if name in ("sharegpt", "custom"):
         argv += ["--dataset-path", str(dataset)]
     for k in CLI_KEYS:
-        if params.get(k) is not None:
+        if params.get(k) is not None and not (k == "dataset_name" and name == "custom"):
             argv += ["--" + k.replace("_", "-"), str(params[k])]
     args = p.parse_args(argv)
+    if name == "custom":
+        custom_args(args, params)
     validate_args(args)
     if args.seed is None:
         args.seed = 0
@@ -61,6 +64,21 @@ def sample_requests(model: str, dataset: str | None, params: dict) -> list[tuple
             prompt = list(prompt["prompt_token_ids"])
         out.append((prompt, int(r.prompt_len), int(r.expected_output_len)))
     return out
+
+
+def custom_args(args, params: dict):
+    """vLLM's ``custom`` dataset (a JSONL of {"prompt", "output_tokens"}) on the throughput sampler's
+    namespace. vLLM 0.32's ``vllm bench throughput`` parser lists no ``custom`` dataset name and no
+    ``--skip-chat-template``, but its sampler is ``get_samples``, shared with ``vllm bench serve``,
+    which reads it: the name is set after parsing, ``custom_output_len = -1`` makes every line's
+    ``output_tokens`` the request's output length, and ``skip_chat_template`` is the cell's (the tiny
+    models are base models). The offline vLLM driver sets the very same fields (same requests)."""
+    if not str(args.dataset_path or "").endswith(".jsonl"):
+        raise ValueError(f"dataset_name custom reads a .jsonl file (vLLM's CustomDataset), got {args.dataset_path!r}")
+    args.dataset_name = "custom"
+    args.custom_output_len = -1
+    args.skip_chat_template = bool(params.get("skip_chat_template", False))
+    return args
 
 
 def run(model_dir: str, requests, batch_size: int, dtype: str = "bfloat16") -> dict:

@@ -94,6 +94,21 @@ OWN_OPTIONS = {"model", "output_json"}  # set by the driver, not by a cell
 PROJECT_KEYS = {"dataset"}
 
 
+def custom_dataset_args(args: argparse.Namespace, skip_chat_template: bool) -> argparse.Namespace:
+    """vLLM's ``custom`` dataset (JSONL of {"prompt", "output_tokens"}; Week 7's declared output
+    lengths). vLLM 0.32's ``vllm bench throughput`` parser lists no ``custom`` dataset name and no
+    ``--skip-chat-template``, but its sampler is ``get_samples``, shared with ``vllm bench serve``,
+    which reads it: the name is set after parsing, ``custom_output_len = -1`` makes every line's
+    ``output_tokens`` the request's output length. The HF baseline sets the very same fields
+    (inferlab/drivers/hf_static.py ``custom_args``), so both sample the same requests."""
+    if not str(args.dataset_path or "").endswith(".jsonl"):
+        raise ValueError(f"dataset_name custom reads a .jsonl file (vLLM's CustomDataset), got {args.dataset_path!r}")
+    args.dataset_name = "custom"
+    args.custom_output_len = -1
+    args.skip_chat_template = bool(skip_chat_template)
+    return args
+
+
 class Terminated(BaseException):
     """SIGTERM/SIGINT: the cell under way and the rest are typed failed, then the driver exits."""
 
@@ -428,7 +443,15 @@ class Driver:
         extra = ["--dataset-path", str(cell["dataset_path"])] if cell.get("dataset_path") else []
         if "dataset_path" in params:
             raise ValueError("dataset_path is a cell key, not a param")
+        custom = params.get("dataset_name") == "custom"
+        if "skip_chat_template" in params and not custom:
+            raise ValueError("skip_chat_template is read by dataset_name custom only")
+        skip = bool(params.pop("skip_chat_template", False))
+        if custom:
+            del params["dataset_name"]  # set below: the CLI's parser does not list it
         args = self.parse(THROUGHPUT, params, extra)
+        if custom:
+            custom_dataset_args(args, skip)
         validate_args(args)
         if args.backend != "vllm":
             raise NotImplementedError(f"backend {args.backend!r}: the driver replicates backend 'vllm' only")

@@ -87,8 +87,11 @@ class VLLM(Engine):
             "--dataset-name",
             name,
         ]
-        if name == "sharegpt":
+        if name in ("sharegpt", "custom"):
             cmd += ["--dataset-path", str(dataset_path)]
+        if name == "custom":
+            # every request's output length is its line's declared output_tokens (Week 7's list)
+            cmd += ["--custom-output-len", "-1"] + (["--skip-chat-template"] if p.get("skip_chat_template") else [])
         cmd += [
             "--num-prompts",
             str(p["num_prompts"]),
@@ -193,6 +196,8 @@ class VLLM(Engine):
             "--output-json",
             str(out_json),
         ]
+        if p.get("num_warmups"):  # untimed requests through the same engine first (sampled with seed + 1)
+            cmd += ["--num-warmups", str(p["num_warmups"])]
         return cmd + engine_args_to_cli({**self.run_args, **engine_args})
 
     def metric_names(self, tool):

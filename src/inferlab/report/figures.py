@@ -6,7 +6,11 @@ and ``snakemake --report`` both use it), ``size: [width, height]`` (inches, per 
 - ``line``: ``x`` an axis, ``y`` a metric (or a list of metrics), ``hue`` / ``style`` axes (colour /
   line style), ``facet`` (one panel per level), ``log: {x: 2, y: 10}`` (or ``[x]``), ``xticks`` (a
   template of the x level, e.g. ``rr={request_rate}``), ``vlines: {theory: Q, label: ...}`` (one
-  dashed line per hue level at a theory quantity, e.g. the ridge point);
+  dashed line per hue level at a theory quantity, e.g. the ridge point), ``reference: {experiment: E,
+  metric: M, label: ..., where: {...}}`` (one dotted horizontal line per hue level, in its colour, at
+  the value of M in the one cell of experiment E / ``where`` at that level, e.g. Week 4's HF baseline;
+  the label is a template of the hue axis, with a legend entry; a reference cell without a number is
+  named under the plot like any other);
 - ``bar``: the same, bars grouped by hue (``stacked: true`` stacks them; a list of metrics as ``y``
   stacks the metrics, e.g. a kernel-time breakdown);
 - ``scatter``: ``x`` and ``y`` metrics (or expressions) of every cell, coloured by ``hue``;
@@ -139,6 +143,8 @@ def render(ctx: kinds.Context, key: str, spec: dict):
     if kind in ("scatter", "pareto"):
         return _render_points(ctx, spec, frame, plt, sns)
     lv, xs, series, missing = _series(ctx, spec, frame)
+    refs = reference_values(ctx, spec, lv["hue"]) if kind == "line" else []
+    missing += [f"{label}: {why}" for _, label, v, why in refs if v is None]
     log = _log(spec)
     w, h = spec.get("size", [7, 4.5])
     nf = len(lv["facet"])
@@ -176,6 +182,10 @@ def render(ctx: kinds.Context, key: str, spec: dict):
                     ax.errorbar(px, py, yerr=[e or 0 for e in errs], fmt="none", ecolor=palette[ck], capsize=3)
                 handles.setdefault(label or m, ln)
             _vlines(ctx, spec, ax, hues, palette, handles)
+            for h, label, v, _ in refs:
+                if v is not None:
+                    ln = ax.axhline(v, color=palette.get(h), ls=":", lw=1.5, label=label)
+                    handles.setdefault(label, ln)
         if kind == "bar" or categorical:
             ax.set_xticks(range(len(xs)), [_xtick(spec, x) for x in xs])
         _axes_scales(ax, spec, log, xs, categorical)
@@ -249,6 +259,47 @@ def _vlines(ctx, spec, ax, hues, palette, handles):
         label = C.fill(vl.get("label", vl.get("theory", "")), row.labels)
         ln = ax.axvline(v, color=palette.get(h), ls="--", lw=1, label=label)
         handles.setdefault(label, ln)
+
+
+def reference_where(ref: dict) -> dict:
+    """The cells a figure's ``reference`` reads: its ``where`` and its ``experiment``."""
+    return {**(ref.get("where") or {}), **({"experiment": ref["experiment"]} if "experiment" in ref else {})}
+
+
+def reference_values(ctx, spec, hues) -> list[tuple]:
+    """``[(hue level, legend label, value or None, why not)]`` of a line figure's ``reference``: per
+    hue level, the mean of ``metric`` in the one cell of the reference selection at that level (the
+    figure's own ``where`` is not applied: the reference is another experiment's cell). Several cells
+    there, none, or one without a number: no line, and why (shown under the plot)."""
+    ref = spec.get("reference")
+    if not ref:
+        return []
+    hue = spec.get("hue")
+    frame = ctx.frame.select(reference_where(ref))
+    template = ref.get("label", ref["metric"])
+    out = []
+    for h in hues:
+        sel = {hue: h} if hue else {}
+        label = C.fill(template, sel)
+        if len(hues) > 1 and label == template:
+            label = f"{template} ({h})"  # one legend entry per colour
+        sub = frame.select(sel)
+        cells = set(
+            zip(*(sub.texts(a) for a in ("week", "experiment", "engine", "configuration", "cell")), strict=True)
+        )
+        if len(cells) > 1:
+            names = ", ".join(sorted("/".join(c[1:]) for c in cells))
+            out.append(
+                (h, label, None, f"{len(cells)} cells match the reference ({names}): name one in reference.where")
+            )
+            continue
+        c = sub.cell(sel, ref["metric"])
+        if c is None:
+            c = sub.cell(sel)  # a failed cell may have no row for the metric
+            out.append((h, label, None, c.status() if c is not None and not c.ok else "not in this run"))
+            continue
+        out.append((h, label, c.mean, None) if c.ok else (h, label, None, c.status()))
+    return out
 
 
 def _axes_scales(ax, spec, log, xs, categorical):

@@ -78,6 +78,18 @@ def check(doc: dict, file="config/weeks") -> dict:
         if t["kind"] == "vs_theory" and t["theory"] not in columns.THEORY:
             raise ConfigError(file, f"{where}.theory", f"unknown theory quantity (known: {', '.join(columns.THEORY)})")
     for key, f in (doc.get("figures") or {}).items():
+        ref = f.get("reference")
+        if ref is not None and f["kind"] != "line":
+            raise ConfigError(
+                file, f"figures.{key}.reference", f"only a line figure draws a reference, not {f['kind']}"
+            )
+        exps = doc.get("experiments")
+        if ref is not None and exps and ref.get("experiment") is not None and ref["experiment"] not in exps:
+            raise ConfigError(
+                file,
+                f"figures.{key}.reference.experiment",
+                f"unknown experiment {ref['experiment']!r} (this week's: {', '.join(exps)})",
+            )
         vl = f.get("vlines") or {}
         if "theory" in vl and vl["theory"] not in columns.THEORY:
             raise ConfigError(

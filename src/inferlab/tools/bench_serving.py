@@ -11,6 +11,9 @@ Workloads (``dataset_name``; shared/notes/weeks04-16.md, Weeks 5, 6):
 - ``random``: ``input_len`` random tokens after ONE ``prefix_len``-token prefix shared by all
   requests, ``output_len`` generated (both clients; SGLang's has no shared prefix: ``prefix_len``
   is vLLM's only);
+- ``custom`` (vLLM's client): vLLM's custom JSONL (``dataset``, a catalog id of ``format: custom``,
+  e.g. Week 7's course-lengths), every request's output length the line's declared ``output_tokens``
+  (``--custom-output-len -1``); ``skip_chat_template`` sends the prompts as written (base models);
 - ``generated-shared-prefix`` (SGLang's client only): ``gsp_num_groups`` system prompts of
   ``gsp_system_prompt_len`` tokens, ``gsp_prompts_per_group`` questions of ``gsp_question_len``
   tokens each, ``gsp_output_len`` generated. The client ignores ``--num-prompts`` here: the request
@@ -43,9 +46,9 @@ PARAMS = {
         "minimum": 1,
         "description": "requests sent (not with generated-shared-prefix: groups x prompts per group)",
     },
-    "dataset": {"type": "string", "description": "dataset id (config/datasets.yaml); sharegpt only"},
+    "dataset": {"type": "string", "description": "dataset id (config/datasets.yaml); sharegpt and custom only"},
     "dataset_name": {
-        "enum": ["sharegpt", "prefix_repetition", "random", "generated-shared-prefix"],
+        "enum": ["sharegpt", "prefix_repetition", "random", "generated-shared-prefix", "custom"],
         "default": "sharegpt",
         "description": "the client's workload: a dataset file (sharegpt) or generated prompts",
     },
@@ -57,6 +60,7 @@ PARAMS = {
     "ignore_eos": {"type": "boolean", "description": "generate the dataset's output lengths, ignoring EOS"},
     "max_concurrency": {"type": "integer", "minimum": 1, "description": "cap on requests in flight"},
     "profile": {"type": "boolean", "description": "write a PyTorch profiler trace of the server for this cell"},
+    "skip_chat_template": {"type": "boolean", "description": "custom: the prompts as written, no chat template"},
     # prefix_repetition (vLLM) and random
     "prefix_len": {**_LEN, "description": "shared prefix tokens (prefix_repetition; random: vLLM's one shared prefix)"},
     "suffix_len": {**_LEN, "description": "unique tokens after the prefix, per request (prefix_repetition)"},
@@ -79,6 +83,7 @@ REQUIRED = ("request_rate",)
 # per workload: the parameters it reads (besides the common ones) and those it needs
 WORKLOAD = {
     "sharegpt": {"reads": set(), "needs": {"dataset", "num_prompts"}},
+    "custom": {"reads": {"skip_chat_template"}, "needs": {"dataset", "num_prompts"}},
     "prefix_repetition": {
         "reads": {"prefix_len", "suffix_len", "num_prefixes", "output_len"},
         "needs": {"num_prompts", "prefix_len", "suffix_len", "num_prefixes", "output_len"},
@@ -107,6 +112,7 @@ COMMON |= {"max_concurrency", "profile", "cache_report"}
 UNSUPPORTED = {
     ("vllm", "generated-shared-prefix"): "vLLM's client (vllm bench serve) has no generated-shared-prefix dataset",
     ("sglang", "prefix_repetition"): "SGLang's client has no prefix_repetition dataset (use generated-shared-prefix)",
+    ("sglang", "custom"): "SGLang's client does not read vLLM's custom JSONL (declared output_tokens) in this version",
 }
 
 
@@ -169,7 +175,7 @@ def check(params: dict, server_args: dict, file, key: str) -> None:
     w = workload(params)
     spec = WORKLOAD[w]
     stray = sorted(set(params) - COMMON - spec["reads"])
-    if w != "sharegpt" and "dataset" in params:
+    if w not in ("sharegpt", "custom") and "dataset" in params:
         stray = sorted({*stray, "dataset"})
     if stray:
         raise ConfigError(
@@ -231,7 +237,7 @@ def check_engine(params: dict, engine: str, file, key: str) -> None:
 def generates_prompts(exp: dict) -> bool:
     """True when no workload of the experiment reads a dataset file (then it names none)."""
     names = exp.get("sweep", {}).get("dataset_name") or [exp.get("fixed", {}).get("dataset_name", "sharegpt")]
-    return "sharegpt" not in (list(names.values()) if isinstance(names, dict) else list(names))
+    return not {"sharegpt", "custom"} & set(names.values() if isinstance(names, dict) else names)
 
 
 # -- Week 8's mixed workload (keys of the weeks 8/10 helper): a second, concurrent load client and

@@ -30,7 +30,15 @@ SCRIPT = Path(__file__).resolve().parents[1] / "drivers" / "hf_static.py"
 PARAMS = {
     "num_prompts": {"type": "integer", "minimum": 1, "description": "requests sampled (as vllm bench throughput)"},
     "dataset": {"type": "string", "description": "dataset id (config/datasets.yaml); unused with dataset_name random"},
-    "dataset_name": {"enum": ["sharegpt", "random"], "default": "sharegpt", "description": "the sampler"},
+    "dataset_name": {
+        "enum": ["sharegpt", "random", "custom"],
+        "default": "sharegpt",
+        "description": "the sampler (custom: vLLM's JSONL of prompts and declared output_tokens, a format custom dataset)",
+    },
+    "skip_chat_template": {
+        "type": "boolean",
+        "description": "custom: the prompts as written, no chat template (base models); as the vLLM cells'",
+    },
     "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "sampling seed"},
     "random_input_len": {"type": "integer", "minimum": 1, "description": "random: prompt tokens"},
     "random_output_len": {"type": "integer", "minimum": 1, "description": "random: output tokens"},
@@ -71,8 +79,10 @@ ROWS = (
 
 def check(params: dict, server_args: dict, file, key: str) -> None:
     name = params.get("dataset_name", "sharegpt")
-    if name == "sharegpt" and not params.get("dataset"):
-        raise ConfigError(file, key, "hf_static_batch with dataset_name sharegpt needs a dataset")
+    if name in ("sharegpt", "custom") and not params.get("dataset"):
+        raise ConfigError(file, key, f"hf_static_batch with dataset_name {name} needs a dataset")
+    if "skip_chat_template" in params and name != "custom":
+        raise ConfigError(file, f"{key}: skip_chat_template", f"only dataset_name custom reads it, not {name}")
     if name == "random" and not (params.get("random_input_len") and params.get("random_output_len")):
         raise ConfigError(
             file, key, "hf_static_batch with dataset_name random needs random_input_len and random_output_len"
@@ -91,7 +101,7 @@ def command(python: str, model_path, params: dict, out_json, dataset_path=None) 
         "--out",
         str(out_json),
     ]
-    if dataset_path and params.get("dataset_name", "sharegpt") == "sharegpt":
+    if dataset_path and params.get("dataset_name", "sharegpt") in ("sharegpt", "custom"):
         cmd += ["--dataset", str(dataset_path)]
     return cmd
 
@@ -130,4 +140,4 @@ def parse(data: dict) -> list[dict]:
 def generates_prompts(exp: dict) -> bool:
     """True when every workload of the experiment is generated (dataset_name random): no dataset."""
     names = exp.get("sweep", {}).get("dataset_name") or [exp.get("fixed", {}).get("dataset_name", "sharegpt")]
-    return "sharegpt" not in list(names)
+    return not {"sharegpt", "custom"} & set(names)
