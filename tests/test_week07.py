@@ -77,7 +77,8 @@ def test_output_length_list_ran_exactly_as_declared(shared_run):
         assert raw["achieved"]["output_tokens"] == raw["requested"]["output_tokens"] == sum(hf["lengths"]["output"])
         assert raw["achieved"]["prompt_tokens"] == raw["requested"]["prompt_tokens"]
         assert raw["achieved"]["requests"] == raw["requested"]["requests"] == n
-    assert check_lengths(v_rec["lengths"]) == "ok"
+    assert check_lengths(v_rec["lengths"]) == "ok" and check_lengths(hf_rec["lengths"]) == "ok"
+    assert hf_rec["lengths"]["achieved"] == v_rec["lengths"]["achieved"]  # recorded achieved lengths equal
     assert hf["padding_waste"] == pytest.approx(theory.batches_padding_waste(hf["lengths"]["output"], 16))
     assert hf["padding_waste"] > 0.1
 

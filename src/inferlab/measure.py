@@ -36,6 +36,7 @@ from .runner import (
     _slurm_state,
     _Terminated,
     kill_group,
+    lengths_from_raw,
     log_tail,
     new_record,
     run_cell,
@@ -368,16 +369,9 @@ def _finish_cell(ev: dict, finish, by_id, engine) -> None:
         return
     sampler = r.get("_sampler")
     extra = {}
-    try:
-        data = json.loads(raw.read_text())
-        if "requested" in data and "achieved" in data:
-            extra["lengths"] = {
-                "requested": data["requested"],
-                "achieved": data["achieved"],
-                "source": "the driver's count of prompt and generated tokens of every timed iteration",
-            }
-    except (OSError, ValueError):
-        pass
+    lengths = lengths_from_raw(raw)
+    if lengths is not None:
+        extra["lengths"] = lengths
     if sampler is not None and ev.get("t_start") and ev.get("t_end"):
         tokens = next((x["value"] for x in rows if x["metric"] == "offline_total_tokens"), None)
         extra["telemetry"] = telemetry.summarize(sampler.window(ev["t_start"], ev["t_end"]), sampler.status, tokens)

@@ -12,6 +12,7 @@ other process on a shared node.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -65,6 +66,23 @@ def _archive_previous(outdir: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     for p in old:
         shutil.move(str(p), dest / p.name)
+
+
+def lengths_from_raw(raw: Path) -> dict | None:
+    """What a driver's raw output says was asked and what ran (``requested`` / ``achieved``: requests,
+    prompt and output tokens; the offline vLLM driver and the HF baseline write them), as the cell
+    record's ``lengths``; None when the output has no such counts."""
+    try:
+        data = json.loads(Path(raw).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("requested"), dict) and isinstance(data.get("achieved"), dict):
+        return {
+            "requested": data["requested"],
+            "achieved": data["achieved"],
+            "source": "the driver's count of prompt and generated tokens of every timed iteration",
+        }
+    return None
 
 
 def spawn(cmd: list[str], log: Path, env: dict, cwd, mode: str = "wb") -> subprocess.Popen:
@@ -278,6 +296,9 @@ def run_cell(
         sampler.stop()
         tokens = next((r["value"] for r in rows if r["metric"] == "offline_total_tokens"), None)
         record["telemetry"] = telemetry.summarize(sampler.window(t_wall0, time.time()), sampler.status, tokens)
+        lengths = lengths_from_raw(raw)
+        if lengths is not None:
+            record["lengths"] = lengths
         return finish("ok", None, None, rc)
     except _Terminated as t:
         if proc is not None:
