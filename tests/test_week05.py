@@ -136,8 +136,8 @@ def _server(rec):
 
 @pytest.mark.engine
 def test_apc_on_hits_and_apc_off_does_not_on_the_same_workload(shared_run):
-    on = _rec(shared_run, "apc/vllm/cpu/apc/prefix_len256")
-    off = _rec(shared_run, "apc/vllm/cpu/noapc/prefix_len256")
+    on = _rec(shared_run, "apc/vllm/cpu/apc/prefix256")
+    off = _rec(shared_run, "apc/vllm/cpu/noapc/prefix256")
     assert on["status"] == "ok" and off["status"] == "ok", (on.get("detail"), off.get("detail"))
     assert on["cache_reset"]["ok"] and off["cache_reset"]["ok"]
     assert on["provenance"]["prefix_caching"] == "enabled" and off["provenance"]["prefix_caching"] == "disabled"
@@ -146,7 +146,7 @@ def test_apc_on_hits_and_apc_off_does_not_on_the_same_workload(shared_run):
     # 8 prompts over 2 prefixes of 256 tokens (2 blocks of 128): the later prompts of a prefix hit
     assert son["prefix_cache_hits"] > 0 and 0 < son["prefix_cache_hit_rate"] < 1
     assert soff["prefix_cache_hits"] == 0 and soff["server_prompt_tokens"] > 0
-    zero = _server(_rec(shared_run, "apc/vllm/cpu/apc/prefix_len0"))
+    zero = _server(_rec(shared_run, "apc/vllm/cpu/apc/prefix0"))
     assert zero["prefix_cache_queries"] > 0 and zero["prefix_cache_hits"] == 0  # nothing shared: no hit
 
 
@@ -161,9 +161,9 @@ def test_week05_tables_and_skips(shared_run):
     on = t[(t["APC"] == "true") & (t["Shared prefix (tokens)"] == "256")][col].iloc[0]
     off = t[(t["APC"] == "false") & (t["Shared prefix (tokens)"] == "256")][col].iloc[0]
     assert float(on) > 0 and float(off) == 0
-    fp8 = _rec(shared_run, "kv_capacity/vllm/cpu/kvfp8/prefix_len256")
+    fp8 = _rec(shared_run, "kv_capacity/vllm/cpu/kvfp8/prefix256")
     assert fp8["status"] == "skipped" and fp8["reason"] == "unsupported" and "AVX-512" in fp8["detail"]
-    bf16 = _rec(shared_run, "kv_capacity/vllm/cpu/kvbf16/prefix_len256")
+    bf16 = _rec(shared_run, "kv_capacity/vllm/cpu/kvbf16/prefix256")
     start = {r["metric"]: r["value"] for r in bf16["engine_startup"]}
     assert bf16["status"] == "ok" and start["kv_cache_blocks"] > 0 and start["kv_cache_capacity"] > 0
     kv = (res / "tables" / "kv_blocks.md").read_text()

@@ -11,6 +11,7 @@ import yaml
 from conftest import DATA, ROOT, load_preset
 
 from inferlab import engines, matrix
+from inferlab.engines import serving
 from inferlab.engines.sglang import parse_bench_serving
 
 W = "week06"
@@ -56,12 +57,15 @@ def test_parse_counts_failures_against_the_real_request_count_and_demands_the_ca
     last = json.loads(text.splitlines()[-1])
     rows = {r["metric"]: r["value"] for r in parse_bench_serving(text, {"num_prompts": last["completed"]})}
     assert rows["failed"] == 0
-    # as if it had been a gsp cell of 3 x 5 = 15 requests: the 5 missing are failures, not ignored
-    rows = {
-        r["metric"]: r["value"]
-        for r in parse_bench_serving(text, {**GSP, "gsp_prompts_per_group": 5, "gsp_num_groups": 3})
-    }
-    assert rows["failed"] == 15 - last["completed"]
+    # as if it had been a gsp cell of 5 x 5 = 25 requests (groups x prompts, not num_prompts): the
+    # missing ones are failures, a typed failed cell, not ignored
+    n = last["completed"]
+    assert n < 25
+    with pytest.raises(serving.RequestsFailed, match=f"{25 - n} of 25 requests failed"):
+        parse_bench_serving(text, {**GSP, "gsp_prompts_per_group": 5, "gsp_num_groups": 5})
+    # and more completed than the cell sent (3 x 5 = 15) is an inconsistency, never a negative count
+    with pytest.raises(ValueError, match=f"completed {n} requests, more than the 15"):
+        parse_bench_serving(text, {**GSP, "gsp_prompts_per_group": 5, "gsp_num_groups": 3})
     with pytest.raises(ValueError, match="no cache_report"):
         parse_bench_serving(text, {"num_prompts": last["completed"], "cache_report": True})
     line = {
@@ -84,8 +88,8 @@ def test_week_plan(catalog):
     assert {c.configuration for c in ana} == {"apc", "noapc"}
     assert all(c.params["client"] == "sglang" and "num_prompts" not in c.params for c in ana)
     assert {c.configuration for c in cells if c.experiment == "schedule"} == {
-        "schedule_policyfcfs",
-        "schedule_policylpm",
+        "policyfcfs",
+        "policylpm",
     }
 
 
@@ -95,7 +99,7 @@ def test_sglang_typed_skipped_and_the_vllm_analogue_measured(shared_run):
     for path in (
         "radix/sglang/cpu/apc/rr4",
         "radix/sglang/cpu/noapc/rr4",
-        "schedule/sglang/cpu/schedule_policylpm/rr8",
+        "schedule/sglang/cpu/policylpm/rr8",
     ):
         rec = json.loads((res / path / "cell.json").read_text())
         assert rec["status"] == "skipped" and rec["reason"] == "engine_unavailable", path

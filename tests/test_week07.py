@@ -29,9 +29,9 @@ def test_static_and_continuous_same_requests(shared_run):
         v = _raw(shared_run, f"continuous/vllm/cpu/default/dataset_name{ds}")
         assert v["lengths"] == hf["lengths"], ds
         assert hf["padding_waste"] == pytest.approx(theory.batches_padding_waste(hf["lengths"]["output"], 16))
-    uni = _raw(shared_run, "static/hf/cpu/default/dataset_namerandom")
+    uni = _raw(shared_run, "static/hf/cpu/default/dsrandom")
     assert set(uni["lengths"]["output"]) == {32} and uni["padding_waste"] == pytest.approx(0.0)
-    var = _raw(shared_run, "static/hf/cpu/default/dataset_namesharegpt")
+    var = _raw(shared_run, "static/hf/cpu/default/dssharegpt")
     assert var["padding_waste"] > 0.1
     # static occupancy: rows still producing requested tokens at each step of the first batch
     first = [o["running"] for o in var["occupancy"] if o["batch"] == 0]
@@ -49,8 +49,8 @@ def test_output_length_list_ran_exactly_as_declared(shared_run):
     from inferlab import download
     from inferlab.records import check_lengths
 
-    hf_path = "static_lengths/hf/cpu/default/dataset_namecustom"
-    v_path = "continuous_lengths/vllm/cpu/default/dataset_namecustom"
+    hf_path = "static_lengths/hf/cpu/default/dscustom"
+    v_path = "continuous_lengths/vllm/cpu/default/dscustom"
     hf, v = _raw(shared_run, hf_path), _raw(shared_run, v_path)
     hf_rec, v_rec = _rec(shared_run, hf_path), _rec(shared_run, v_path)
     assert hf_rec["status"] == "ok" and v_rec["status"] == "ok", (hf_rec.get("detail"), v_rec.get("detail"))

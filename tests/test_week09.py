@@ -18,9 +18,9 @@ def test_week_plan(catalog):
     cfg = load_preset(catalog, weeks=[W])
     cells = {c.path: c for c in matrix.expand(cfg).values() if c.week == W}
     pol = {c.configuration for c in cells.values() if c.experiment == "policy_shared_prefix"}
-    assert pol == {"schedule_policyfcfs", "schedule_policylpm", "schedule_policydfs-weight"}
+    assert pol == {"policyfcfs", "policylpm", "policydfs-weight"}
     sg = [c for c in cells.values() if c.experiment == "policy_sharegpt"]
-    assert {c.configuration for c in sg} == {"schedule_policyfcfs", "schedule_policylpm"}
+    assert {c.configuration for c in sg} == {"policyfcfs", "policylpm"}
     assert all(c.params["dataset"] == "sharegpt-synthetic" for c in sg)  # the CPU preset's stand-in
     (router,) = [c for c in cells.values() if c.experiment == "dp_router"]
     assert router.layout == {"kind": "router", "replicas": 2, "policy": "cache_aware"}
@@ -56,8 +56,8 @@ def test_sglang_and_router_typed_skipped_vllm_analogue_measured(shared_run):
         return json.loads((res / p / "cell.json").read_text())
 
     for p in (
-        "policy_shared_prefix/sglang/cpu/schedule_policydfs-weight/rr8",
-        "policy_sharegpt/sglang/cpu/schedule_policylpm/rr8",
+        "policy_shared_prefix/sglang/cpu/policydfs-weight/rr8",
+        "policy_sharegpt/sglang/cpu/policylpm/rr8",
     ):
         r = rec(p)
         assert r["status"] == "skipped" and r["reason"] == "engine_unavailable", p

@@ -40,6 +40,9 @@ SHORT = {
     "request_rate": "rr",
     "num_prompts": "np",
     "max_concurrency": "mc",
+    "prefix_len": "prefix",
+    "dataset_name": "ds",
+    "schedule_policy": "policy",
     # server axes
     "enable_prefix_caching": "apc",
     "enable_chunked_prefill": "chunk",

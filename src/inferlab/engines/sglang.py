@@ -159,6 +159,10 @@ def parse_bench_serving(text: str, params: dict) -> list[dict]:
     counts["total_token_throughput"] = data.get("total_throughput")
     sent = bench_serving.request_count(params)
     if counts.get("completed") is not None and sent is not None:
+        if int(counts["completed"]) > sent:
+            raise ValueError(
+                f"the client completed {int(counts['completed'])} requests, more than the {sent} the cell asked for"
+            )
         counts["failed"] = sent - int(counts["completed"])
     serving.check(counts)
     out = serving.rows(stats, counts, "sglang.benchmark.serving")
