@@ -258,7 +258,7 @@ def test_engine_variant_inherits_its_base(catalog):
     server_args: [lmcache_chunk_size]
 """
     )
-    cfg = load_preset(catalog, overrides={})
+    cfg = load_preset(catalog, weeks=["week01"], overrides={})  # week15's env axes need the real variant
     e = cfg.engine_entry("vllm_lmcache")
     assert e["adapter"] == "vllm" and "bench_serving" in e["tools"]
     assert "max_model_len" in e["server_args"] and "lmcache_chunk_size" in e["server_args"]

@@ -123,6 +123,9 @@ class Config:
         merged = {**b, **{k: v for k, v in e.items() if v not in ([], {}, None)}}
         merged["args"] = {**b.get("args", {}), **e.get("args", {})}
         merged["env_vars"] = {**b.get("env_vars", {}), **e.get("env_vars", {})}
+        env_axes = {**b.get("env_axes", {}), **e.get("env_axes", {})}
+        if env_axes:  # only where declared: the entry is in every configuration's rule params
+            merged["env_axes"] = env_axes
         merged["server_args"] = list(dict.fromkeys(b.get("server_args", []) + e.get("server_args", [])))
         merged["adapter"] = b.get("adapter") or base
         return merged
@@ -183,6 +186,8 @@ def _check_references(cfg: Config, preset_file) -> None:
     for e in p["engines"]:
         if e not in cfg.engines:
             raise ConfigError(preset_file, f"engines.{e}", _unknown("engine", e, cfg.engines))
+    for e in cfg.engines:
+        _check_env_axes(cfg, e)
     for mid, m in cfg.models.items():  # a trained model reuses a built model's tokenizer
         tok = (m.get("train") or {}).get("tokenizer")
         if tok is not None and cfg.models.get(tok, {}).get("source") != "build":
@@ -267,6 +272,14 @@ def check_experiment(cfg: Config, exp: dict, f, key: str) -> None:
         raise ConfigError(
             f, f"{key}.restart_between_cells", f"tool {exp['tool']!r} runs no server: there is nothing to restart"
         )
+    if not tool.NEEDS_SERVER:
+        for name in env_axes_used(cfg, exp):
+            raise ConfigError(
+                f,
+                f"{key}.server_sweep.{name}",
+                f"{name!r} sets the server's environment (config/engines.yaml env_axes) but tool "
+                f"{exp['tool']!r} runs no server: nothing would read it",
+            )
     if not tool.NEEDS_SERVER and exp.get("warmup_requests"):
         raise ConfigError(
             f, f"{key}.warmup_requests", f"tool {exp['tool']!r} runs no server: warm-up requests would be ignored"
@@ -283,6 +296,50 @@ def check_experiment(cfg: Config, exp: dict, f, key: str) -> None:
             raise ConfigError(f, f"{key}.fixed.dataset", f"a {exp['tool']} experiment names its dataset")
         if ds is not None and ds not in cfg.datasets:
             raise ConfigError(f, f"{key}.fixed.dataset", _unknown("dataset", ds, cfg.datasets))
+
+
+def _check_env_axes(cfg: Config, engine: str) -> None:
+    """An env axis (config/engines.yaml ``env_axes``) may not shadow an engine argument: a swept
+    value must have exactly one consumer."""
+    entry = cfg.engine_entry(engine)
+    for axis, var in entry.get("env_axes", {}).items():
+        if axis in entry.get("server_args", []) or axis == "model":
+            raise ConfigError(
+                cfg.files["engines"],
+                f"engines.{engine}.env_axes.{axis}",
+                f"{axis!r} is also a server argument of {engine!r}: an axis sets one thing (here {var})",
+            )
+    for var, value in cfg.engines[engine].get("env_vars", {}).items():
+        if "{" in value or "}" in value:
+            raise ConfigError(cfg.files["engines"], f"engines.{engine}.env_vars.{var}", _BRACES.format(value=value))
+
+
+def env_axes_used(cfg: Config, exp: dict) -> list[str]:
+    """Names of ``exp``'s server axes (or bundle members) that are env axes of one of its engines."""
+    env = set()
+    for e in exp.get("engines", []):
+        if e in cfg.engines:
+            env |= set(cfg.engine_entry(e).get("env_axes", {}))
+    out = []
+    for name, values in (exp.get("server_sweep") or {}).items():
+        members = [a for b in values.values() for a in b] if _is_bundle(values) else [name]
+        out += [a for a in members if a in env and a not in out]
+    return out
+
+
+# a rule's params are Snakemake strings: braces would be read as wildcards
+_BRACES = "{value!r}: braces are Snakemake wildcards in a rule's params; a session directory is <session_tmp>"
+ENV_VALUE = {"type": ["string", "integer", "number", "boolean", "null"]}
+
+
+def _check_env_value(file, where: str, axis: str, var: str, value) -> None:
+    errs = list(jsonschema.Draft202012Validator(ENV_VALUE).iter_errors(value))
+    if errs:
+        raise ConfigError(
+            file, where, f"{value!r} is not allowed for {axis} (sets {var}: a scalar, or null to unset it)"
+        )
+    if isinstance(value, str) and ("{" in value or "}" in value):
+        raise ConfigError(file, where, _BRACES.format(value=value))
 
 
 def _engine_arg(cfg: Config, exp: dict, name: str) -> bool:
@@ -323,6 +380,8 @@ def check_parts(cfg: Config, tool_name: str, engines: list, doc: dict, file, key
         if e not in cfg.engines:
             continue
         known = cfg.engine_entry(e).get("server_args", [])
+        env_axes = cfg.engine_entry(e).get("env_axes", {})
+        hint_env = f"; env axes (env_axes): {', '.join(env_axes)}" if env_axes else ""
         for part in ("engine_args", "server_sweep"):
             for name, values in (doc.get(part) or {}).items():
                 if part == "server_sweep" and name == "model":
@@ -330,16 +389,28 @@ def check_parts(cfg: Config, tool_name: str, engines: list, doc: dict, file, key
                         if m not in cfg.models:
                             raise ConfigError(file, f"{key}.{part}.model[{i}]", _unknown("model", m, cfg.models))
                     continue
+                if part == "server_sweep" and name in env_axes:
+                    # an env axis: each value sets the server's environment variable env_axes[name]
+                    pairs = values.items() if isinstance(values, dict) else enumerate(values)
+                    for i, v in pairs:
+                        at = f"{key}.{part}.{name}" + (f".{i}" if isinstance(values, dict) else f"[{i}]")
+                        _check_env_value(file, at, name, env_axes[name], v)
+                    continue
                 if part == "server_sweep" and name not in known and _is_bundle(values):
-                    # a bundle axis: label -> several engine arguments set together (one configuration)
+                    # a bundle axis: label -> several engine arguments (or env axes) set together
+                    # (one configuration)
                     for lab, bundle in values.items():
                         for arg in bundle:
+                            if arg in env_axes:
+                                where = f"{key}.{part}.{name}.{lab}.{arg}"
+                                _check_env_value(file, where, arg, env_axes[arg], bundle[arg])
+                                continue
                             if arg not in known:
                                 raise ConfigError(
                                     file,
                                     f"{key}.{part}.{name}.{lab}.{arg}",
                                     f"engine {e!r} has no server argument {arg!r} (known, config/engines.yaml "
-                                    f"server_args: {', '.join(known)})",
+                                    f"server_args: {', '.join(known)}{hint_env})",
                                 )
                     continue
                 if name not in known:
@@ -353,5 +424,5 @@ def check_parts(cfg: Config, tool_name: str, engines: list, doc: dict, file, key
                         file,
                         f"{key}.{part}.{name}",
                         f"engine {e!r} has no server argument {name!r} (known, config/engines.yaml "
-                        f"server_args: {', '.join(known)}){bundle_hint}",
+                        f"server_args: {', '.join(known)}{hint_env}){bundle_hint}",
                     )

@@ -124,6 +124,8 @@ class Cell:
     swept: tuple = ()  # names of the swept client parameters
     engine_args: dict = field(default_factory=dict, hash=False, compare=False)  # the server's arguments
     server_axes: dict = field(default_factory=dict, hash=False, compare=False)  # swept server values
+    # the server's environment set by env axes (config/engines.yaml env_axes): variable -> value, None unsets
+    server_env: dict = field(default_factory=dict, hash=False, compare=False)
     layout: dict = field(default_factory=dict, hash=False, compare=False)
     # what a serving session does before each cell: reset_cache (bool), warmup_requests (int)
     between_cells: dict = field(default_factory=dict, hash=False, compare=False)
@@ -163,7 +165,7 @@ class Cell:
             "timeout_s": self.timeout_s,
             "repeat": self.repeat,
             "skip": self.skip,
-        }
+        } | ({"server_env": dict(self.server_env)} if self.server_env else {})  # only where used: params
 
 
 def effective_experiment(cfg: Config, week: str, name: str) -> dict:
@@ -512,11 +514,8 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                     client_labels = {a: lab for a, lab, _ in pt if a in sweep and lab is not None}
                     bundles = bundle_axes(cfg, e, server_sweep)
                     args = {**exp.get("engine_args", {})}
-                    for k, v in server_point.items():
-                        if k in bundles:
-                            args.update(v)
-                        elif k not in SERVER_META:
-                            args[k] = v
+                    arg_point, server_env = split_server_point(cfg, e, server_point, bundles)
+                    args.update(arg_point)
                     model = server_point.get("model", exp.get("model", cfg.model_id))
                     conf = configuration_id(server_point, server_labels, bundles)
                     base_id = cell_id(client_point, client_labels)
@@ -549,6 +548,7 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                             }
                             | design_axes(exp, server_point, server_labels),
                             layout=layout,
+                            server_env=server_env,
                             between_cells={
                                 "reset_cache": exp.get("reset_cache_between_cells", True),
                                 "warmup_requests": exp.get("warmup_requests", 0),
@@ -632,3 +632,83 @@ def _with_context(args: dict, model: dict | None) -> dict:
         return args
     ctx = (model.get("architecture") or {}).get("max_position_embeddings")
     return {**args, "max_model_len": ctx} if isinstance(ctx, int) and not isinstance(ctx, bool) else args
+
+
+# -- env axes: server axes that set the server's environment, not an engine argument ---------------
+SESSION_TMP = "<session_tmp>"  # in an env value: a fresh directory per serving session (apply_server_env)
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")  # redis://user:password@host -> user:<redacted>@
+SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY|ACCESS_KEY|PRIVATE", re.IGNORECASE)
+
+
+def env_axes(cfg: Config, engine: str) -> dict:
+    """Axis name -> environment variable, from the engine's catalog entry (``env_axes``)."""
+    return dict(cfg.engine_entry(engine).get("env_axes", {})) if engine in cfg.engines else {}
+
+
+def env_value(v) -> str | None:
+    """An env axis's value as the variable's text: booleans as LMCache and vLLM parse them
+    (``true``/``false``), integral floats without ``.0``; None stays None (the variable is unset)."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return _fmt(v)
+
+
+def split_server_point(cfg: Config, engine: str, server_point: dict, bundles: frozenset) -> tuple[dict, dict]:
+    """A configuration's server point split into (engine arguments, server environment): an env axis
+    (alone or inside a bundle) sets ``env_axes[axis]``; ``model`` is neither (SERVER_META)."""
+    axes = env_axes(cfg, engine)
+    args, env = {}, {}
+
+    def put(k, v):
+        if k in axes:
+            env[axes[k]] = env_value(v)
+        else:
+            args[k] = v
+
+    for k, v in server_point.items():
+        if k in bundles:
+            for a, x in v.items():
+                put(a, x)
+        elif k not in SERVER_META:
+            put(k, v)
+    return args, env
+
+
+def apply_server_env(env: dict, server_env: dict, session_tmp=None) -> dict:
+    """Apply a configuration's env axes to the server's environment ``env`` in place (None unsets)
+    and replace ``<session_tmp>`` in every value with a fresh directory made for this session (a
+    persistent cache tier starts empty: a cold run is cold; it survives the session's restarts).
+    Returns what was set or unset here (variable -> value or None)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    done = {}
+    for k, v in server_env.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+        done[k] = v
+    if any(SESSION_TMP in str(v) for v in env.values()):
+        if session_tmp is None:
+            session_tmp = tempfile.mkdtemp(prefix="inferlab-session-")
+            atexit.register(shutil.rmtree, session_tmp, True)
+        for k, v in env.items():
+            if SESSION_TMP in v:
+                env[k] = v.replace(SESSION_TMP, str(session_tmp))
+                done[k] = env[k]
+    return done
+
+
+def env_record(env: dict, base: dict) -> dict:
+    """The server environment as the workflow changed it (what differs from ``base``, the job's own
+    environment; unset variables as None), for provenance; secrets by name are never written."""
+    out = {k: v for k, v in sorted(env.items()) if base.get(k) != v}
+    out |= {k: None for k in sorted(base) if k not in env}
+    return {
+        k: ("<redacted>" if SECRET.search(k) else _URL_PASSWORD.sub(r"\1<redacted>@", v)) if v else v
+        for k, v in out.items()
+    }

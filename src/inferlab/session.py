@@ -22,13 +22,14 @@ with the server's exit code; a client that fails against a live server is ``clie
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from . import io, layouts, provenance, scrape, startlog, telemetry, tools
+from . import io, layouts, lmcache_log, matrix, provenance, scrape, startlog, telemetry, tools
 from .engines import base as engine_base
 from .engines import serving as serving_parse
 from .engines.base import Engine
@@ -173,6 +174,9 @@ def run_session(
         profiling = any(c.cell["params"].get("profile") for c in todo)
         prof_dir = sdir / PROFILE_DIR
         env = engine.environ(sdir)
+        # the configuration's env axes (config/engines.yaml env_axes, e.g. LMCACHE_CHUNK_SIZE) over the
+        # catalog's env_vars; <session_tmp> -> a fresh directory for this session
+        matrix.apply_server_env(env, (cells[0].get("server_env") if cells else None) or {})
         reset_path = engine.catalog.get("reset_cache_path") if reset_cache else None
         if reset_path:
             env.update(engine.catalog.get("reset_cache_env", {}))
@@ -183,6 +187,9 @@ def run_session(
             prof_dir.mkdir(parents=True, exist_ok=True)
             args.update(engine.profile_server_args(prof_dir))
             env.update(engine.profile_env(prof_dir))
+
+        # the effective server environment (what the workflow set or unset; secrets redacted)
+        prov["server_env"] = session["server_env"] = matrix.env_record(env, os.environ)
 
         def make_cmd(port):
             nonlocal server_cmd
@@ -319,6 +326,10 @@ def run_session(
                 c.record.setdefault("provenance", prov)
                 rec = c.finish("failed", reason, f"session got signal {t.signum}; Slurm state {state or 'n/a'}")
                 io.write_json(c.dir / INTERRUPTED, rec)
+            else:
+                # measured before the signal: Snakemake deletes a failed job's outputs (every cell.json
+                # of the session), so a copy lets `inferlab.cells reconcile` restore it as measured
+                io.write_json(c.dir / INTERRUPTED, {**c.record, "finished_before_signal": True})
         for srv in {id(s): s for s in [*owned, *([server] if server is not None else [])]}.values():
             if srv.stopped_s is None:
                 srv.stop(grace_s=5.0, drain_timeout_s=10.0)
@@ -406,6 +417,8 @@ def _server_metrics(c: _Cell, engine, server: Server, before, gauges) -> None:
             c.record["lengths" if getattr(tool, "EXACT_LENGTHS", True) else "lengths_observed"] = lengths
     if c.t_wall:
         rows += gauges.rows(*c.t_wall)
+    if c.t_wall and engine.catalog.get("probe") == "lmcache":  # LMCache's own retrieve/store lines
+        rows += lmcache_log.cell_rows(Path(server.log).read_text(errors="replace"), *c.t_wall)
     c.record["server_metrics"] = rows
     io.write_json(c.dir / RECORD, c.record)
 
