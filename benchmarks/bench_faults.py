@@ -5,7 +5,14 @@ processes of the run still alive (found by the run's own environment tag, not by
 results lost, the recovery command and whether the rerun recovered. Goal: every row typed, 0 left,
 0 lost. Exit status 1 when a row misses the goal.
 
-    .venv/bin/python benchmarks/bench_faults.py [--kind KIND ...] [--json out.json]
+The workflow-level kinds (tests/faults/workflow_faults.py: Snakemake itself interrupted by Ctrl-C,
+SIGTERM and SIGINT to its pid, mid-cell of a real ``vllm serve`` session on the embedded default;
+scancel of the workflow's serving session during start-up and mid-cell, and NODE_FAIL (or a
+requeue) on the test Slurm) follow the toy-session rows, from their own scenarios, where the vLLM
+CPU engine (and, for the Slurm rows, the test Slurm as root) is here; ``--no-workflow`` leaves them out.
+Wrap it in ``flock /tmp/inferlab-engine.lock``: the workflow rows start vLLM.
+
+    .venv/bin/python benchmarks/bench_faults.py [--kind KIND ...] [--no-workflow | --only-workflow] [--requeue] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,14 +28,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "faults"), str(ROOT / "src")]
 
 import scenarios  # noqa: E402
+import workflow_faults  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kind", action="append", help="only these kinds (default: all)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--no-workflow", action="store_true", help="only the toy-session kinds (seconds, no vLLM)")
+    ap.add_argument("--only-workflow", action="store_true", help="only the workflow-level kinds (vLLM)")
+    ap.add_argument("--requeue", action="store_true", help="Slurm: scontrol requeue instead of a node set down")
     a = ap.parse_args(argv)
-    kinds = a.kind or scenarios.KINDS
+    kinds = [] if a.only_workflow else (a.kind or scenarios.KINDS)
     rows = []
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
@@ -36,6 +47,17 @@ def main(argv=None) -> int:
             rows.append(scenarios.run(kind, Path(tmp) / f"k{i:02d}"))
             r = rows[-1]
             print(f"[{i + 1}/{len(kinds)}] {kind}: {r['status']}/{r['reason']}", file=sys.stderr, flush=True)
+        if not (a.kind or a.no_workflow):
+            if workflow_faults.engine_ready():
+                print("[workflow] Snakemake interrupted mid-cell (vLLM, ~3 min)", file=sys.stderr, flush=True)
+                rows += workflow_faults.run_snakemake_interrupted(Path(tmp) / "snakemake", sigint_pid=True)
+                if workflow_faults.slurm_ready():
+                    print("[workflow] Slurm kills of a serving session (vLLM, ~4 min)", file=sys.stderr, flush=True)
+                    rows += workflow_faults.run_slurm_session_faults(Path(tmp) / "slurm", requeue=a.requeue)
+                else:
+                    print("[workflow] no test Slurm here (scripts/slurm-up.sh, as root): Slurm rows left out")
+            else:
+                print(f"[workflow] no vLLM CPU engine at {workflow_faults.ENGINE_ENV}: workflow rows left out")
     head = ("fault kind", "typed status / reason", "left", "lost", "recovered", "recovery command")
     table = [
         (

@@ -9,6 +9,8 @@ configuration jobs (offline and serving alike) that left a Slurm log but cells w
 NODE_FAIL decided by Slurm, not by the runner), asks Slurm for the job's state (``sacct`` where
 accounting runs, else ``squeue``/``scontrol`` while the job is still remembered), and writes a typed
 record for the cell so the week's tables show the failure instead of stalling on a missing file.
+A cell the job had finished before Slurm's signal (its copy kept in ``interrupted.json`` with
+``finished_before_signal``; Snakemake deletes a failed job's outputs) is restored as measured.
 """
 
 from __future__ import annotations
@@ -128,7 +130,11 @@ def reconcile(results: Path, slurm_logs: Path, cells: dict, dry: bool = False) -
             if (saw.get("provenance", {}).get("slurm") or {}).get("SLURM_JOB_ID") == job:
                 # the job saw Slurm's signal: its record has the engine's log tail
                 rec = saw
-                rec.update(reason=reason, detail=f"{detail}; job: {rec.get('detail')}")
+                if rec.pop("finished_before_signal", False):
+                    # measured (or typed by the runner) before Slurm ended the job: restored as it was
+                    rec["restored"] = f"record kept by the job before Slurm job {job} ended {state}"
+                else:
+                    rec.update(reason=reason, detail=f"{detail}; job: {rec.get('detail')}")
                 rec.setdefault("provenance", {}).setdefault("slurm", {}).update(state=state, log=str(log))
             else:
                 rec = {
@@ -181,9 +187,9 @@ def main(argv=None) -> int:
 
     recs = reconcile(a.results, a.slurm_logs, matrix.expand(config.load(a.config)), a.dry_run)
     for rec in recs:
+        what = f"{rec['reason']} ({rec['detail']})" if "restored" not in rec else f"{rec['status']} ({rec['restored']})"
         print(
-            f"{rec['week']}/{rec['experiment']}/{rec['engine']}/{rec['gpu']}/{rec.get('configuration')}/{rec['cell']}: "
-            f"{rec['reason']} ({rec['detail']})"
+            f"{rec['week']}/{rec['experiment']}/{rec['engine']}/{rec['gpu']}/{rec.get('configuration')}/{rec['cell']}: {what}"
         )
     print(f"{len(recs)} cell(s) typed from Slurm")
     return 0
