@@ -113,7 +113,8 @@ def eagle_spec(model_id):
 
 def check_trained_cache(path, trained_id):
     """A cached trained model (or a variant of one) trained with other settings than the catalog's
-    is an error naming the folder and the keys, never a stale model measured silently."""
+    is an error naming the folder and the keys, never a stale model measured silently.
+    """
     m = CFG.model(trained_id)
     why = il_train.stale_cache(path, {**m["architecture"], **m["train"]})
     if why:
