@@ -25,8 +25,8 @@ def _raw(run, path):
 @pytest.mark.engine
 def test_static_and_continuous_same_requests(shared_run):
     for ds in ("sharegpt", "random"):
-        hf = _raw(shared_run, f"static/hf/cpu/default/dataset_name{ds}")
-        v = _raw(shared_run, f"continuous/vllm/cpu/default/dataset_name{ds}")
+        hf = _raw(shared_run, f"static/hf/cpu/default/ds{ds}")
+        v = _raw(shared_run, f"continuous/vllm/cpu/default/ds{ds}")
         assert v["lengths"] == hf["lengths"], ds
         assert hf["padding_waste"] == pytest.approx(theory.batches_padding_waste(hf["lengths"]["output"], 16))
     uni = _raw(shared_run, "static/hf/cpu/default/dsrandom")
