@@ -294,22 +294,10 @@ def build(out: Path, target_dir: Path, spec: dict | None = None) -> dict:
 
 def stale_cache(head_dir, expected: dict) -> str | None:
     """Why a cached head was built with other settings than ``expected`` (the catalog's), or None
-    (also when it is not built yet). The cache lives outside any one work dir, so Snakemake's
-    parameter tracking cannot see a catalog change (as inferlab.train.stale_cache)."""
-    f = Path(head_dir) / "eagle.json"
-    if not f.exists():
-        return None
-    try:
-        spec = json.loads(f.read_text()).get("spec", {})
-    except ValueError as e:
-        return f"{f} is not valid JSON ({e})"
-    diff = {
-        k: (spec.get(k, DEFAULT_SPEC.get(k)), v) for k, v in expected.items() if spec.get(k, DEFAULT_SPEC.get(k)) != v
-    }
-    if not diff:
-        return None
-    what = ", ".join(f"{k}: cached {a!r}, catalog {b!r}" for k, (a, b) in sorted(diff.items()))
-    return f"{Path(head_dir)} was built with other settings than the catalog's ({what}): delete it to rebuild"
+    (also when it is not built yet): inferlab.train.stale_spec on its eagle.json."""
+    from inferlab.train import stale_spec
+
+    return stale_spec(Path(head_dir) / "eagle.json", expected, DEFAULT_SPEC)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -297,18 +297,24 @@ def stale_cache(model_dir, expected: dict) -> str | None:
     no longer matches its catalog entry, or None. ``expected`` is the catalog's ``train`` block merged
     with its ``architecture``. The cache lives outside any one work dir, so Snakemake's own
     parameter tracking cannot see that the catalog changed: a silent stale model is the alternative."""
-    f = Path(model_dir) / "train.json"
+    return stale_spec(Path(model_dir) / "train.json", expected, DEFAULT_SPEC, "trained", "retrain")
+
+
+def stale_spec(f, expected: dict, defaults: dict, built: str = "built", redo: str = "rebuild") -> str | None:
+    """Why the ``spec`` recorded in the provenance file ``f`` differs from ``expected`` (missing keys
+    read as ``defaults``), naming each key; None if it matches or ``f`` does not exist yet."""
+    f = Path(f)
     if not f.exists():
-        return None  # not built yet (or not a trained model): the rule makes it
+        return None  # not built yet: the rule makes it
     try:
         spec = json.loads(f.read_text()).get("spec", {})
     except ValueError as e:
         return f"{f} is not valid JSON ({e})"
-    diff = {k: (spec.get(k), v) for k, v in expected.items() if spec.get(k, DEFAULT_SPEC.get(k)) != v}
+    diff = {k: (spec.get(k, defaults.get(k)), v) for k, v in expected.items() if spec.get(k, defaults.get(k)) != v}
     if not diff:
         return None
     what = ", ".join(f"{k}: cached {a!r}, catalog {b!r}" for k, (a, b) in sorted(diff.items()))
-    return f"{Path(model_dir)} was trained with other settings than the catalog's ({what}): delete it to retrain"
+    return f"{f.parent} was {built} with other settings than the catalog's ({what}): delete it to {redo}"
 
 
 def main(argv: list[str] | None = None) -> int:
