@@ -173,6 +173,57 @@ def test_show_says_what_happened_instead_of_a_number():
     assert tables.show(pd.Series(base)) == "7.06"
     assert tables.show(pd.Series({**base, "status": "failed", "reason": "oom"})) == "OOM"
     assert tables.show(pd.Series({**base, "status": "failed", "reason": "engine_error"})) == "FAILED (engine_error)"
-    assert tables.show(pd.Series({**base, "status": "skipped", "reason": "needs 2 GPUs"})) == "SKIPPED (needs 2 GPUs)"
+    # a resources skip as measure.skip_all writes it (reason resources, the need in the detail), as
+    # the H200's TP=2 cells of Week 14 were: the table says what the cell needs, not "resources"
+    skip = {
+        **base,
+        "status": "skipped",
+        "reason": "resources",
+        "detail": "needs 2 GPUs (h200 has 1 per job in this preset)",
+    }
+    assert tables.show(pd.Series(skip)) == "SKIPPED (needs 2 GPUs)"
+    fit = {**skip, "detail": "does not fit: 93.4 GB of BF16 weights per rank, the l40s has 48 GB"}
+    assert tables.show(pd.Series(fit)) == "SKIPPED (does not fit)"
+    assert (
+        tables.show(pd.Series({**skip, "reason": "unsupported", "detail": "no CUDA graphs"})) == "SKIPPED (unsupported)"
+    )
     assert tables.show(pd.Series({**base, "valid": False, "value": None})) == "INVALID (7.06 < roofline)"
     assert tables.show(None) == "n/a"
+
+
+def test_report_counts_cells_per_configuration_and_reports_only_engines_that_ran(tmp_path):
+    """The H200's Week 14 record: cell ids (rr4, rrinf) repeat across the six configurations (model x
+    parallel layout); four configurations were skipped before any engine started (needs 2 GPUs). The
+    report counted 3 cells (ids deduplicated across configurations), listed no skipped cell and
+    printed a provenance line of <NA> versions; each is now per configuration."""
+    from inferlab import aggregate
+
+    kept = ROOT / "docs/validation/h200-week14"
+    cfg = config.load("config/h200-validation.yaml", base_dir=ROOT)
+    df = records.normalize(pd.read_parquet(kept / "week14.parquet"))
+    summ = aggregate.status_summary(df)
+    assert summ.status.value_counts().to_dict() == {"skipped": 8, "ok": 5}
+    res = report.build(df, cfg, "week14", tmp_path)
+    aggregate.write_report("week14", cfg, df, res, tmp_path / "report.md")
+    md = (tmp_path / "report.md").read_text()
+    assert "Cells: 5 ok, 8 skipped" in md
+    assert "`week14/serving/vllm/h200/mmixtral-8x7b-arch-tp2ep/rrinf`: skipped (resources): needs 2 GPUs" in md
+    prov = md[md.index("## Provenance") :]
+    assert "<NA>" not in prov and "engine vllm 0.26.0, torch 2.11.0" in prov
+    # the tables say what a skipped cell needs, never a blank
+    moe = (tmp_path / "tables" / "moe_vs_dense.md").read_text()
+    assert "| h200 | mixtral-8x7b-arch | tp2 | SKIPPED (needs 2 GPUs) |" in moe
+    assert "| |" not in moe
+
+
+def test_a_table_whose_selection_is_empty_says_so(tmp_path):
+    """The H200's Week 11 record swept rates 2 and inf; the week's high-QPS table selects rate 10 and
+    printed an empty table ("|  |"). A table with nothing selected now says what it looked for."""
+    kept = ROOT / "docs/validation/h200-week11"
+    cfg = config.load("config/h200-validation.yaml", base_dir=ROOT)
+    df = records.normalize(pd.read_parquet(kept / "week11.parquet"))
+    res = report.build(df, cfg, "week11", tmp_path)
+    md = {t["name"]: t["markdown"] for t in res["tables"]}
+    assert "n/a: no cell of this run matches tool=bench_serving, request_rate=10" in md["throughput_high_qps"]
+    # the tables that do select cells are unchanged by it: four (method, rate) rows of numbers
+    assert md["acceptance"].count("| h200 |") == 4 and "n/a" not in md["acceptance"]

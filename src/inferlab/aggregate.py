@@ -20,8 +20,10 @@ def load(paths) -> pd.DataFrame:
 
 
 def status_summary(df: pd.DataFrame) -> pd.DataFrame:
-    cells = df.drop_duplicates(["experiment", "engine", "gpu", "cell"])
-    return cells[["experiment", "engine", "gpu", "cell", "status", "reason", "detail"]].reset_index(drop=True)
+    # one row per cell: a cell id (rr4) repeats across an experiment's configurations
+    keys = ["experiment", "engine", "gpu", "configuration", "cell"]
+    cells = df.drop_duplicates(keys)
+    return cells[[*keys, "status", "reason", "detail"]].reset_index(drop=True)
 
 
 def run(week: str, paths, cfg, outdir, others: dict | None = None) -> dict:
@@ -62,10 +64,17 @@ def write_report(week, cfg, df, result, path: Path) -> None:
     if not bad.empty:
         lines += ["## Cells that did not produce numbers", ""]
         for _, r in bad.iterrows():
-            lines.append(f"- `{week}/{r.experiment}/{r.engine}/{r.gpu}/{r.cell}`: {r.status} ({r.reason}): {r.detail}")
+            lines.append(
+                f"- `{week}/{r.experiment}/{r.engine}/{r.gpu}/{r.configuration}/{r.cell}`: "
+                f"{r.status} ({r.reason}): {r.detail}"
+            )
         lines.append("")
-    versions = df.drop_duplicates(["engine_version", "torch_version", "git_commit", "host"])
+    # the engines that ran: a cell skipped before any engine started has no versions to report
+    ran = df[df["engine_version"].notna()]
+    versions = ran.drop_duplicates(["engine", "engine_version", "torch_version", "git_commit", "host"])
     lines += ["## Provenance", ""]
+    if versions.empty:
+        lines.append("- no cell started an engine")
     for _, r in versions.iterrows():
         lines.append(
             f"- engine {r.engine} {r.engine_version}, torch {r.torch_version}, host {r.host}, "

@@ -18,7 +18,7 @@ def show(row: pd.Series | None, fmt: str = "{:.2f}") -> str:
     if row is None:
         return NOT_IN_MATRIX
     if row["status"] == "skipped":
-        return f"SKIPPED ({row['reason']})"
+        return f"SKIPPED ({skip_label(row)})"
     if row["status"] != "ok":
         reason = row["reason"] or "failed"
         return reason.upper() if reason in ("oom", "timeout", "cancelled") else f"FAILED ({reason})"
@@ -32,6 +32,17 @@ def show(row: pd.Series | None, fmt: str = "{:.2f}") -> str:
         # measured, but not what was asked (e.g. EOS ended generations early): shown, flagged
         return f"{fmt.format(v)} (LENGTHS: {lengths[len('mismatch: ') :]})"
     return fmt.format(v)
+
+
+def skip_label(row) -> str:
+    """Why a cell was skipped, short enough for a table cell: a resources skip shows what it needs
+    (``needs 2 GPUs``, ``does not fit ...``: the record's detail up to its parenthesis), any other its
+    reason (``unsupported``, ``engine_unavailable``)."""
+    reason = row["reason"]
+    detail = row.get("detail") if hasattr(row, "get") else None
+    if reason == "resources" and isinstance(detail, str) and detail.startswith(("needs ", "does not fit")):
+        return detail.split(" (")[0].split(":")[0].strip()
+    return str(reason)
 
 
 def to_markdown(df: pd.DataFrame) -> str:

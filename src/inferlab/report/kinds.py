@@ -104,6 +104,12 @@ def build(ctx: Context, key: str, spec: dict) -> list[Table]:
 def _one(ctx, key, spec, frame, fixed) -> Table:
     fn = KINDS[spec["kind"]]
     df = fn(ctx, spec, frame, fixed)
+    if df.empty:
+        # nothing of this run is in the table's selection (e.g. a preset's sweep lacks the point its
+        # ``where`` names): say so in the table, never print an empty one
+        where = {**(spec.get("where") or {}), **fixed}
+        sel = ", ".join(f"{k}={v}" for k, v in where.items()) or "all"
+        df = pd.DataFrame({"Status": [f"n/a: no cell of this run matches {sel}"]})
     name = C.fill(spec.get("name", key), fixed)
     title = C.fill(spec.get("title", name), fixed)
     notes = list(spec.get("notes", []))
