@@ -451,3 +451,38 @@ def test_readme_declarations_are_valid():
     doc = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
     report.check({"week": "week09", **doc}, "README.md")
     assert {t["kind"] for t in doc["tables"].values()} == set(kinds.KINDS)
+
+
+def test_week12_vs_bf16_is_against_the_presets_own_bf16_model(tmp_path):
+    """Week 12's "vs BF16" column named the embedded default's tiny model as its baseline, so on the
+    cluster preset (llama-3.1-8b-instruct and its FP8/AWQ/GPTQ checkpoints) every ratio was blank. It
+    is the sweep's first model now: each preset's unquantized one."""
+    models = {
+        "llama-3.1-8b-instruct": 4000.0,
+        "llama-3.1-8b-instruct-fp8": 6000.0,
+        "llama-3.1-8b-instruct-awq-int4": 5000.0,
+    }
+    specs = [
+        {
+            "experiment": "quant_throughput",
+            "gpu": "h100",
+            "cell": "np200",
+            "configuration": f"m{m}",
+            "tool": "vllm_bench_throughput",
+            "params": {"model": m, "num_prompts": 200},
+            "metrics": {"offline_total_token_throughput": v},
+        }
+        for m, v in models.items()
+    ]
+    df = rows(specs)
+    df["week"] = "week12"
+    df["model"] = df["param_model"]  # a model axis sets the record's model (records carry both)
+    cfg = config.load("config/cluster.yaml", base_dir=ROOT)
+    report.build(df, cfg, "week12", tmp_path)
+    tab = pd.read_csv(tmp_path / "tables" / "quantization.csv")
+    got = dict(zip(tab["model"], tab["vs BF16"], strict=True))
+    assert got == {
+        "llama-3.1-8b-instruct": "1.00x",
+        "llama-3.1-8b-instruct-fp8": "1.50x",
+        "llama-3.1-8b-instruct-awq-int4": "1.25x",
+    }
