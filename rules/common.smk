@@ -316,13 +316,7 @@ def type_killed_cells():
     if not slurm_logs.exists():
         return
     for rec in il_cells.reconcile(Path(RESULTS), slurm_logs, CELLS):
-        cell = "/".join(
-            rec[k]
-            for k in ("week", "experiment", "engine", "gpu", "configuration", "cell")
-        )
-        print(
-            f"inferlab: {cell} typed {rec['reason']} from Slurm; run again to tabulate it"
-        )
+        print(f"inferlab: {il_cells.describe(rec)}")
 
 
 def preset_for_tables():

@@ -159,6 +159,15 @@ def reconcile(results: Path, slurm_logs: Path, cells: dict, dry: bool = False) -
     return written
 
 
+def describe(rec: dict) -> str:
+    """One line for a record reconcile wrote: the cell, and whether it was restored as the job kept it
+    (measured before Slurm ended the job) or typed from Slurm's state."""
+    cell = "/".join(str(rec.get(k)) for k in ("week", "experiment", "engine", "gpu", "configuration", "cell"))
+    if rec.get("restored"):
+        return f"{cell} restored as {rec.get('status')} ({rec['restored']}); run again to tabulate it"
+    return f"{cell} typed {rec.get('status')} {rec.get('reason')} from Slurm; run again to tabulate it"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m inferlab.cells", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)

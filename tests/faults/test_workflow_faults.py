@@ -126,3 +126,8 @@ def test_reconcile_restores_a_cell_finished_before_slurm_ended_the_session(tmp_p
     assert (a["status"], a["reason"], a["typed_by"]) == ("ok", None, "reconcile")
     assert "finished_before_signal" not in a and "4242 ended CANCELLED" in a["restored"]
     assert (b["status"], b["reason"]) == ("failed", "cancelled") and "Slurm job 4242 ended CANCELLED" in b["detail"]
+    # what the workflow prints for each (rules/common.smk type_killed_cells): it printed "typed None"
+    # for the restored cell
+    lines = sorted(il_cells.describe(r) for r in recs)
+    assert any(" restored as ok (record kept by the job before Slurm job 4242 ended CANCELLED)" in x for x in lines)
+    assert any(" typed failed cancelled from Slurm" in x for x in lines) and not any("None" in x for x in lines)
