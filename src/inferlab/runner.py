@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import io, provenance, telemetry
-from .engines.base import Engine
+from .engines.base import _EXC_LINE, Engine
 
 RECORD = "cell.json"
 # Written beside the record when the runner is signalled (scancel, Slurm's time limit): Snakemake
@@ -56,6 +56,27 @@ def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+DETAIL_MAX = 2000
+
+
+def last_exception_line(log_text: str) -> str | None:
+    """The last ``SomeError: message`` line of a log (a traceback's final line, or a logger's
+    ``ERROR ... [file.py:12] ValueError: ...``), matched as the engines' death cause is
+    (``engines.base._EXC_LINE``); None when the log has none."""
+    for line in reversed(log_text.splitlines()):
+        m = _EXC_LINE.search(line.strip())
+        if m:
+            return m.group(1).strip()
+    return None
+
+
+def exit_detail(rc: int, log_text: str) -> str:
+    """A failed tool's detail: ``engine exited with 1: ValueError: Unknown dataset name: custom``
+    (the log's last exception line, when it has one), at most ``DETAIL_MAX`` characters."""
+    exc = last_exception_line(log_text)
+    return (f"engine exited with {rc}" + (f": {exc}" if exc else ""))[:DETAIL_MAX]
 
 
 def _archive_previous(outdir: Path) -> None:
@@ -285,8 +306,9 @@ def run_cell(
                 "failed", "timeout", f"no result within {timeout_s:g} s; process group killed", proc.returncode
             )
         if rc != 0:
-            reason = engine.classify_failure(rc, log_tail(elog, 400))
-            return finish("failed", reason, f"engine exited with {rc}", rc)
+            tail = log_tail(elog, 400)
+            reason = engine.classify_failure(rc, tail)
+            return finish("failed", reason, exit_detail(rc, tail), rc)
         if not raw.exists():
             return finish("failed", "client_error", "exit 0 but no output file", rc)
         try:

@@ -9,7 +9,8 @@ Same requests as the vLLM cells: the prompts and output lengths are drawn by vLL
 ``seed`` (``random.seed(seed)`` first, as the CLI and the offline driver do), so both sides see the
 same prompts and the same requested output lengths; the per-request lengths are in raw.json
 (``lengths``) for a test to compare with the vLLM cell's. ``dataset_name custom`` (Week 7's declared
-output lengths, a JSONL of {"prompt", "output_tokens"}): see :func:`custom_args`.
+output lengths, a JSONL of {"prompt", "output_tokens"}): see :func:`custom_args`; sampled through
+``sampling.get_requests`` (this directory), which the offline vLLM driver uses too.
 
 Fair procedure: the tokenizer pads on the left (pad = EOS where the model has no pad token) and the
 attention mask goes in; greedy (``do_sample=False``); the requests are cut, in dataset order, into
@@ -34,11 +35,19 @@ from pathlib import Path
 CLI_KEYS = ("dataset_name", "num_prompts", "seed", "random_input_len", "random_output_len", "random_range_ratio")
 
 
-def sample_requests(model: str, dataset: str | None, params: dict) -> list[tuple[list[int] | str, int, int]]:
-    """(prompt, prompt_len, output_len) of vLLM's throughput sampler for these params."""
-    from vllm.benchmarks.throughput import add_cli_args, get_requests, validate_args
+def sample_requests(
+    model: str, dataset: str | None, params: dict, fallback: bool | None = None
+) -> list[tuple[list[int] | str, int, int]]:
+    """(prompt, prompt_len, output_len) of vLLM's throughput sampler for these params (``fallback``:
+    :func:`sampling.get_requests`'s, None = vLLM's own where it samples ``custom``)."""
+    from vllm.benchmarks.throughput import add_cli_args, validate_args
     from vllm.tokenizers import get_tokenizer
     from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    try:  # vLLM's get_requests, + custom where that vLLM lacks it (0.26): the offline driver's sampler
+        from inferlab.drivers.sampling import get_requests
+    except ImportError:  # run as a script without the repository's src on PYTHONPATH: the sibling file
+        from sampling import get_requests
 
     p = FlexibleArgumentParser()
     add_cli_args(p)
@@ -58,7 +67,7 @@ def sample_requests(model: str, dataset: str | None, params: dict) -> list[tuple
     random.seed(args.seed)
     tok = get_tokenizer(args.tokenizer, tokenizer_mode=args.tokenizer_mode, trust_remote_code=args.trust_remote_code)
     out = []
-    for r in get_requests(args, tok):
+    for r in get_requests(args, tok, fallback=fallback):
         prompt = r.prompt
         if isinstance(prompt, dict) and "prompt_token_ids" in prompt:
             prompt = list(prompt["prompt_token_ids"])

@@ -435,9 +435,11 @@ class Driver:
 
     # -- vllm bench throughput (vllm/benchmarks/throughput.py main, backend vllm) -------------
     def throughput(self, cell: dict, state: dict) -> tuple[dict, float]:
-        from vllm.benchmarks.throughput import get_requests, validate_args
+        from vllm.benchmarks.throughput import validate_args
         from vllm.outputs import RequestOutput
         from vllm.tokenizers import get_tokenizer
+
+        from inferlab.drivers.sampling import get_requests  # vLLM's, + custom where it lacks it (0.26)
 
         params = dict(cell.get("params") or {})
         extra = ["--dataset-path", str(cell["dataset_path"])] if cell.get("dataset_path") else []
