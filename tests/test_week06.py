@@ -117,4 +117,6 @@ def test_sglang_typed_skipped_and_the_vllm_analogue_measured(shared_run):
     assert done["value"].tolist() == [6.0, 6.0]  # groups x prompts per group, what was sent
     t = (res / "tables" / "radix_on_off.md").read_text()
     assert "SKIPPED" in t and "NOT SGLang" in t
+    # only the run's (experiment, engine) pairs: no all-n/a rows for radix on vLLM or the analogue on SGLang
+    assert "| radix | vllm |" not in t and "| radix_vllm_analogue | sglang |" not in t
     assert "default --schedule-policy is fcfs" in (res / "report.md").read_text()
