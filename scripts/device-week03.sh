@@ -2,8 +2,11 @@
 # A week on the device's GPU through the workflow (local executor), in a session that outlives one
 # tool call: `start` launches it detached (setsid), `status` shows progress, `collect` packs the
 # validation record of each week in WEEKS (default week03) into RECORD (default
-# docs/validation/h100-<week>) and $OUT. Needs scripts/device-h100.sh install first. PRESET and
-# TARGETS choose what runs; GPU (default h100) names the catalog GPU.
+# docs/validation/h100-<week>) and $OUT; `snapshot` is `status` plus every result so far into $OUT
+# (poll with `sleep 180; scripts/device-week03.sh snapshot`: the device releases an idle machine after
+# 30 s and may take a busy one back, so each poll keeps the call busy and brings results home).
+# Needs scripts/device-h100.sh install first. PRESET and TARGETS choose what runs; GPU (default h100)
+# names the catalog GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
@@ -30,6 +33,11 @@ case "${1:-status}" in
       [ -f "$f" ] && python3 -c "import json; r=json.load(open('$f')); print(r['experiment'], r['cell'], r['status'], r['reason'] or '', r['wall_s'], (r['detail'] or '')[:120])"
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
+  snapshot)  # status, then every result so far into $OUT: a lease can end (or the machine be taken
+             # back) between two calls, so each poll brings home what finished (learned on the H200)
+    "$0" status
+    tar czf "$OUT/snapshot.tgz" results/week* results/run.cmd results/run.log 2>/dev/null
+    ls -la "$OUT/snapshot.tgz" ;;
   collect)
     for w in ${WEEKS:-week03}; do
       d=${RECORD:-docs/validation/${GPU:-h100}-$w}
@@ -41,6 +49,7 @@ case "${1:-status}" in
           */_engine)   # one engine start per configuration: its timings and start-up lines
             cp "$c/configuration.json" "$d/cells/$n.json" 2>/dev/null
             cp "$c/session.json" "$d/cells/$n.session.json" 2>/dev/null
+            cp "$c/gauges.csv" "$d/cells/$n.gauges.csv" 2>/dev/null   # /metrics gauges over the session
             grep -hE "torch.compile|init engine|Loading weights took|Model loading took|Graph capturing|KV cache|compile|CUDA graph" \
               "$c"/*.log > "$d/cells/$n.startup.txt" 2>/dev/null ;;
           *)
