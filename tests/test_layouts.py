@@ -847,7 +847,8 @@ def real(tmp_path_factory):
 def test_real_pd_serves_through_the_proxy(real):
     assert real["pd_health"] == 200 and real["alive_before_kill"]
     assert real["pd_a"]["usage"]["prompt_tokens"] == 600 and real["pd_a"]["usage"]["completion_tokens"] == 16
-    assert real["pd_b"]["usage"]["prompt_tokens"] == 600 and real["pd_b"]["events"] >= 16  # streamed
+    # streamed in several chunks (a chunk may carry several tokens when the client lags: not one per token)
+    assert real["pd_b"]["usage"]["prompt_tokens"] == 600 and real["pd_b"]["events"] > 2
 
 
 @pytest.mark.engine
@@ -985,7 +986,9 @@ def test_real_router_serves_through_the_router(router_real):
     assert r["health"] == 200 and r["alive_before_kill"]
     assert {w["url"] for w in r["workers"]["workers"]} == set(r["replica_urls"].values())
     assert all(a["usage"]["prompt_tokens"] > 256 and a["usage"]["completion_tokens"] == 16 for a in r["answers"])
-    assert r["streamed"]["usage"]["completion_tokens"] == 16 and r["streamed"]["events"] >= 16
+    # streamed in several chunks: a chunk may carry more than one token when the client lags (14 events
+    # for 16 tokens seen on a loaded 2-core CI machine), so not one event per token
+    assert r["streamed"]["usage"]["completion_tokens"] == 16 and r["streamed"]["events"] > 2
     assert r["describe"]["router"]["policy"] == "cache_aware" and r["describe"]["router"]["python"].endswith("python")
     assert r["reset"][0] == 200 and json.loads(r["reset"][2]) == {"replica0": 200, "replica1": 200}
 

@@ -165,7 +165,7 @@ def describe(rec: dict) -> str:
     cell = "/".join(str(rec.get(k)) for k in ("week", "experiment", "engine", "gpu", "configuration", "cell"))
     if rec.get("restored"):
         return f"{cell} restored as {rec.get('status')} ({rec['restored']}); run again to tabulate it"
-    return f"{cell} typed {rec.get('status')} {rec.get('reason')} from Slurm; run again to tabulate it"
+    return f"{cell} typed {rec.get('reason')} from Slurm; run again to tabulate it"
 
 
 def main(argv=None) -> int:

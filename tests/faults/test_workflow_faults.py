@@ -130,4 +130,4 @@ def test_reconcile_restores_a_cell_finished_before_slurm_ended_the_session(tmp_p
     # for the restored cell
     lines = sorted(il_cells.describe(r) for r in recs)
     assert any(" restored as ok (record kept by the job before Slurm job 4242 ended CANCELLED)" in x for x in lines)
-    assert any(" typed failed cancelled from Slurm" in x for x in lines) and not any("None" in x for x in lines)
+    assert any(" typed cancelled from Slurm" in x for x in lines) and not any("None" in x for x in lines)
