@@ -42,6 +42,7 @@ from .runner import (
     run_cell,
     spawn,
 )
+from .tables import RESOURCE_NEEDS
 
 CONFIGURATION = "configuration.json"
 PROGRESS = "progress.jsonl"
@@ -123,7 +124,7 @@ def run_configuration(
 
 
 def skip_all(cells, cell_dirs, why: str, workflow_dir) -> None:
-    reason = "resources" if why.startswith(("needs ", "does not fit")) else "unsupported"
+    reason = "resources" if why.startswith(RESOURCE_NEEDS) else "unsupported"
     for c, d in zip(cells, cell_dirs, strict=True):
         d = Path(d)
         d.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import io, provenance, telemetry
-from .engines.base import _EXC_LINE, Engine
+from .engines.base import Engine, last_exception_line
 
 RECORD = "cell.json"
 # Written beside the record when the runner is signalled (scancel, Slurm's time limit): Snakemake
@@ -59,17 +59,6 @@ def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
 
 
 DETAIL_MAX = 2000
-
-
-def last_exception_line(log_text: str) -> str | None:
-    """The last ``SomeError: message`` line of a log (a traceback's final line, or a logger's
-    ``ERROR ... [file.py:12] ValueError: ...``), matched as the engines' death cause is
-    (``engines.base._EXC_LINE``); None when the log has none."""
-    for line in reversed(log_text.splitlines()):
-        m = _EXC_LINE.search(line.strip())
-        if m:
-            return m.group(1).strip()
-    return None
 
 
 def exit_detail(rc: int, log_text: str) -> str:

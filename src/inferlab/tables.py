@@ -11,6 +11,9 @@ import pandas as pd
 from . import io
 
 NOT_IN_MATRIX = "n/a"
+# how a skip for want of resources begins its detail (measure.skip_all types those `resources`, and a
+# table shows that phrase: SKIPPED (needs 2 GPUs), SKIPPED (does not fit))
+RESOURCE_NEEDS = ("needs ", "does not fit")
 
 
 def show(row: pd.Series | None, fmt: str = "{:.2f}") -> str:
@@ -40,7 +43,7 @@ def skip_label(row) -> str:
     reason (``unsupported``, ``engine_unavailable``)."""
     reason = row["reason"]
     detail = row.get("detail") if hasattr(row, "get") else None
-    if reason == "resources" and isinstance(detail, str) and detail.startswith(("needs ", "does not fit")):
+    if reason == "resources" and isinstance(detail, str) and detail.startswith(RESOURCE_NEEDS):
         return detail.split(" (")[0].split(":")[0].strip()
     return str(reason)
 

@@ -58,6 +58,17 @@ _FATAL = re.compile(r"EngineCore encountered a fatal error|Engine core .*died|En
 _EXC_LINE = re.compile(r"(?:\] |^)((?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception)\b: .+)$")
 
 
+def last_exception_line(log_text: str) -> str | None:
+    """The last ``SomeError: message`` line of a log (a traceback's final line, or a logger's
+    ``ERROR ... [file.py:12] ValueError: ...``); None when the log has none. A failed tool's detail
+    (inferlab.runner.exit_detail)."""
+    for line in reversed(log_text.splitlines()):
+        m = _EXC_LINE.search(line.strip())
+        if m:
+            return m.group(1).strip()
+    return None
+
+
 def engine_death_cause(log_text: str) -> str | None:
     """Why an engine died while its HTTP front end stayed up (vLLM: a worker or the engine core
     exits, requests fail with EngineDeadError, /health turns 500), from the server's log: the dead
