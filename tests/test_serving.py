@@ -213,6 +213,48 @@ def test_sglang_unavailable_without_sgl_kernel(tmp_path):
     assert not ok and "sgl_kernel" in why
 
 
+def test_probe_success_is_remembered_until_the_environment_changes(tmp_path, monkeypatch):
+    """A successful probe import (and the versions read with it) is kept in the engine's cache dir;
+    the next job of the same environment starts no interpreter; a package installed into the
+    environment (its site-packages changes) makes it probe again; a failing probe is never kept."""
+    import subprocess as sp
+
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(sys.executable)
+    site = env / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    runs = []
+    real_run = sp.run
+
+    def counting_run(cmd, *a, **kw):
+        runs.append(cmd)
+        return real_run(cmd, *a, **kw)
+
+    monkeypatch.setattr(sp, "run", counting_run)
+    cache = tmp_path / "cache"
+    e = from_setup("vllm", {"env": str(env)}, {"python": "python", "probe": "json"}, str(cache))
+    assert e.availability() == (True, "") and len(runs) == 1
+    f = e.probe_cache_file()
+    assert f.parent == cache / "probe" and f.exists()
+    versions = e.versions()
+    assert "error" not in versions and json.loads(f.read_text())["versions"] == versions
+    assert e.availability() == (True, "") and len(runs) == 1  # remembered: no interpreter started
+    (site / "newpkg-1.0.dist-info").mkdir()  # an install changes site-packages
+    os.utime(site, ns=(time.time_ns(), site.stat().st_mtime_ns + 1_000_000))
+    assert e.probe_cache_file() != f
+    assert e.availability() == (True, "") and len(runs) == 2 and e.probe_cache_file().exists()
+    # another probe in the same environment: a failure, never remembered
+    bad = from_setup("vllm", {"env": str(env)}, {"python": "python", "probe": "no_such_module_x"}, str(cache))
+    for n in (3, 4):
+        ok, why = bad.availability()
+        assert not ok and "no_such_module_x" in why and len(runs) == n
+    assert not bad.probe_cache_file().exists()
+    # no engine cache directory: nothing remembered, the probe runs every time
+    plain = from_setup("vllm", {"env": str(env)}, {"python": "python", "probe": "json"})
+    assert plain.probe_cache_file() is None and plain.availability() == (True, "") and len(runs) == 5
+
+
 # -- telemetry --------------------------------------------------------------------------------------
 def test_telemetry_summary_energy_from_counter_and_from_power():
     samples = [

