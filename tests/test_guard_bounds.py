@@ -410,6 +410,20 @@ def test_apply_serving_frames():
     assert guard.apply(na, ARCH, DTYPE, H100, engine_args={})["valid"].all()
 
 
+def test_kv_transfer_faster_than_hbm_is_flagged():
+    """A P/D cell's KV transfer throughput: 1 TB/s over NVLink between two H100s is plausible (below
+    3.35 TB/s of HBM); 5 TB/s is faster than any path the KV could take, so flagged, in both modes."""
+    df = _serving_frame(tpot=6.0, tput=100.0, conc=16)
+    df.loc[3, ["metric", "raw_value", "value"]] = ["kv_transfer_throughput", 1e12 / 2**20, 1e12 / 2**20]
+    for kw in ({}, {"engine_args": {}}):
+        assert guard.apply(df, ARCH, DTYPE, H100, **kw).set_index("metric").loc["kv_transfer_throughput", "valid"]
+    df.loc[3, ["raw_value", "value"]] = [5e12 / 2**20, 5e12 / 2**20]
+    for kw in ({}, {"engine_args": {}}):
+        row = guard.apply(df, ARCH, DTYPE, H100, **kw).set_index("metric").loc["kv_transfer_throughput"]
+        assert not row["valid"] and pd.isna(row["value"])
+        assert row["invalid_reason"].startswith("KV transfer at 5000 GB/s is above NVIDIA H100 80GB HBM3's memory")
+
+
 # ---------------------------------------------------------------- the catalog schema
 
 

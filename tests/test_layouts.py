@@ -34,6 +34,7 @@ from inferlab import layouts, pd_proxy
 from inferlab.engines.vllm import VLLM
 
 TOY = ROOT / "tests" / "helpers" / "toy_server.py"
+SGLANG_PD_STANDIN = ROOT / "tests" / "helpers" / "sglang_pd_standin.py"
 ENGINE_ENV = ROOT / ".venv-vllm"
 
 
@@ -341,6 +342,10 @@ def test_nixl_connector_commands():
         assert p.env["NCCL_NVLS_ENABLE"] == "0" and p.env["TORCH_SYMM_MEM_DISABLE_MULTICAST"] == "1"
         assert p.env["NVSHMEM_DISABLE_NVLS"] == "1"
     assert proxy.cmd[proxy.cmd.index("--connector") + 1] == "NixlConnector" and "--kv-dir" not in proxy.cmd
+    # the GPU pools the cell's telemetry is split by: each engine member's devices as NVML indices
+    lay = layouts.Layout("pd", {}, "proxy", "decode", gpu_devices={n: p.devices for n, p in pl.items() if p.devices})
+    assert lay.gpu_pools() == {"prefill": [0, 1], "decode": [2]}
+    assert layouts.Layout("pd", {}, "proxy", "decode").gpu_pools() is None  # CPU: no member holds a GPU
     # a UCX choice of the job is kept; a kv_transfer_config the spec gives a member wins
     pl2 = plan(
         "NixlConnector",
@@ -1018,3 +1023,105 @@ def test_real_router_dead_replica_is_named_and_nothing_is_left(router_real):
     assert len(r["groups"]["replica0"]) >= 1 and r["groups"]["router"]
     assert r["groups_after"] == {"replica0": [], "replica1": [], "router": []}
     assert not any(r["pids_after"].values())
+
+
+# -- SGLang's P/D: commands, the connector check, the real PD router with stand-in workers -----------
+def test_sglang_pd_commands():
+    from inferlab.engines.sglang import SGLang
+
+    eng = SGLang(env="/env", catalog={"python": "python"})
+    ports = {"prefill": 30000, "decode": 30001, "router": 8000, "prometheus": 29000, "bootstrap": 8998}
+    spec = {"kind": "pd", "connector": "nixl", "decode": {"max_num_seqs": 64}}
+    pl = layouts.pd_plan(
+        eng, "/m", {"max_model_len": 8192}, spec, "/tmp/lay", {"PATH": "/bin"}, ports, None, ["0", "1"]
+    )
+    assert set(pl) == {"prefill", "decode", "router"}
+    for m, port, dev in (("prefill", 30000, "0"), ("decode", 30001, "1")):
+        c = pl[m].cmd
+        assert c[:3] == ["/env/bin/python", "-m", "sglang.launch_server"] and c[c.index("--port") + 1] == str(port)
+        assert c[c.index("--disaggregation-mode") + 1] == m and "--enable-metrics" in c
+        assert c[c.index("--disaggregation-transfer-backend") + 1] == "nixl"
+        assert c[c.index("--disaggregation-bootstrap-port") + 1] == "8998"
+        assert c[c.index("--context-length") + 1] == "8192"  # vLLM's name translated
+        assert pl[m].env["CUDA_VISIBLE_DEVICES"] == dev and pl[m].env["UCX_NET_DEVICES"] == "all"
+        assert {k: pl[m].env[k] for k in layouts.LAYOUT_ENV} == layouts.LAYOUT_ENV
+    assert pl["decode"].cmd[pl["decode"].cmd.index("--max-running-requests") + 1] == "64"
+    assert "--max-running-requests" not in pl["prefill"].cmd
+    r = pl["router"].cmd
+    i = r.index("--prefill")
+    assert r[1:4] == ["-m", "sglang_router.launch_router", "--pd-disaggregation"] and "--mini-lb" not in r
+    assert r[i + 1 : i + 3] == ["http://127.0.0.1:30000", "8998"]
+    assert r[r.index("--decode") + 1] == "http://127.0.0.1:30001" and r[r.index("--port") + 1] == "8000"
+    assert pl["router"].health_path == "/readiness"
+    with pytest.raises(layouts.LayoutError) as e:  # vLLM's connector names are not SGLang's backends
+        layouts.pd_plan(eng, "/m", {}, {"kind": "pd", "connector": "NixlConnector"}, "/t", {}, ports)
+    assert e.value.reason == "unsupported" and "nixl, mooncake" in e.value.detail
+
+
+def test_pd_connector_is_checked_against_the_engine_at_load(catalog):
+    import yaml
+
+    from inferlab import config, matrix
+    from inferlab.errors import ConfigError
+
+    f = catalog / "weeks" / "week16.yaml"
+    w = yaml.safe_load(f.read_text())
+    w["experiments"]["pd_sglang"]["layout"]["connector"] = "NixlConnector"
+    f.write_text(yaml.safe_dump(w))
+    cfg = config.load(str(catalog / "config.yaml"), base_dir=catalog.parent)
+    with pytest.raises(ConfigError) as e:
+        matrix.expand_week(cfg, "week16")
+    msg = str(e.value)
+    assert str(f) in msg and "experiments.pd_sglang.layout.connector" in msg and "nixl, mooncake" in msg
+
+
+class ToySGLangPD(ToyEngine):
+    """SGLang's P/D servers cannot run without a GPU: tests/helpers/sglang_pd_standin.py stands in
+    for each (health, a role's /metrics, POSTs); the PD router is the real sglang_router."""
+
+    name, metrics_dialect, health_path, metrics_path = "sglang", "sglang", "/health", "/metrics"
+    python = sys.executable
+
+    def serve_command(self, model_path, host, port, args):
+        role = args["disaggregation_mode"]
+        cmd = [sys.executable, str(SGLANG_PD_STANDIN), "--port", str(port), "--role", role]
+        return cmd + ["--pidfile", str(self.folder / f"{role}.worker")]
+
+
+def test_sglang_pd_with_the_real_pd_router(tmp_path):
+    router_python()
+    eng = ToySGLangPD(tmp_path)
+    spec = {"kind": "pd", "connector": "nixl"}
+    # without the nixl package in the engine's Python: typed, before anything starts
+    with pytest.raises(layouts.LayoutError) as e:
+        layouts.start("pd", eng, "/m", {}, tmp_path / "none", dict(os.environ), 30, layout_spec=spec)
+    assert e.value.reason == "unsupported" and "nixl package is not installed" in e.value.detail
+    assert not list((tmp_path / "none").glob("*.log"))
+    # a stand-in nixl package (the real one is CUDA-only) on the engine's path
+    (tmp_path / "pkgs" / "nixl").mkdir(parents=True)
+    (tmp_path / "pkgs" / "nixl" / "__init__.py").write_text("")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "pkgs")}
+    lay = layouts.start("pd", eng, "/m", {}, tmp_path / "lay", env, 60, layout_spec=spec)
+    try:
+        assert set(lay.members) == {"prefill", "decode", "router"} and lay.base_url == lay.members["router"].base_url
+        assert lay.alive() and lay.connector == "nixl" and lay.counters_member == "decode"
+        _, _, raw = request(lay.base_url + "/workers")
+        kinds = {w["url"]: (w["worker_type"], w.get("bootstrap_port")) for w in json.loads(raw)["workers"]}
+        boot = int(lay.commands["router"][lay.commands["router"].index("--prefill") + 2])  # the prefill's bootstrap
+        assert kinds == {
+            lay.members["prefill"].base_url: ("prefill", boot),
+            lay.members["decode"].base_url: ("decode", None),
+        }
+        # /metrics through the fan-out: both servers, labelled; the cell's counters are the decode server's
+        from inferlab import scrape
+
+        m = scrape.scrape(lay.control_url)
+        assert m.total("sglang:num_requests_total") == 3.0
+        assert lay.counter_scrape(m).total("sglang:num_requests_total") == 2.0
+        st, _, body = request(lay.control_url + "/flush_cache", {}, method="POST")
+        assert st == 200 and json.loads(body) == {"prefill": 200, "decode": 200}
+        pgids = [mm.proc.pid for mm in lay.members.values()]
+    finally:
+        drain = lay.stop()
+    assert drain["group_gone"] is True and not any(group_members(g) for g in pgids)
+    assert not any(pid_alive(w) for w in eng.workers())

@@ -157,3 +157,34 @@ def test_server_length_deltas_from_vllm_histograms():
         scrape.length_deltas(scrape.parse_prometheus(prom(1, 1, 1)), scrape.parse_prometheus(prom(1, 1, 1)), "sglang")
         is None
     )
+
+
+def test_telemetry_per_pool_becomes_rows():
+    """A P/D cell's telemetry per pool (the prefill and the decode server's GPUs) is a row per
+    number and pool, its definition naming the pool and its GPUs; the job's totals stay as they were."""
+    telem = {
+        "telemetry": "ok",
+        "gpu_util_mean": 60.0,
+        "energy_j": 2400.0,
+        "pools": {
+            "prefill": {
+                "gpu_util_mean": 40.0,
+                "gpu_util_max": 100,
+                "mem_used_max_mib": 500.0,
+                "energy_j": 800.0,
+                "gpus": [0],
+            },  # fmt: skip
+            "decode": {
+                "gpu_util_mean": 80.0,
+                "gpu_util_max": 80,
+                "mem_used_max_mib": None,
+                "energy_j": 1600.0,
+                "gpus": [1],
+            },  # fmt: skip
+        },
+    }
+    df = records.record_to_frame(rec(telemetry=telem), SAMPLE).set_index("metric")
+    assert df.loc["gpu_util_mean", "value"] == 60.0 and df.loc["energy_j", "value"] == 2400.0
+    assert df.loc["gpu_util_mean_prefill", "value"] == 40.0 and df.loc["energy_j_decode", "value"] == 1600.0
+    assert df.loc["gpu_util_mean_decode", "unit"] == "%" and "mem_used_max_mib_decode" not in df.index
+    assert df.loc["gpu_util_max_prefill", "definition"].startswith("prefill server's GPU(s) only (NVML 0): NVML GPU")

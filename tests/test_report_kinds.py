@@ -486,3 +486,21 @@ def test_week12_vs_bf16_is_against_the_presets_own_bf16_model(tmp_path):
         "llama-3.1-8b-instruct-fp8": "1.50x",
         "llama-3.1-8b-instruct-awq-int4": "1.25x",
     }
+
+
+def test_a_bad_key_in_a_column_list_is_named_at_that_column():
+    """`columns` takes an axis, a list of axes or a list of column objects: an unquoted comma in a
+    flow mapping's label (YAML makes the rest a key) is reported at the column that has it, not as
+    the first column "not of type 'string'" from the branch that takes axis names."""
+    from inferlab.report import spec
+
+    doc = yaml.safe_load((ROOT / "config" / "weeks" / "week16.yaml").read_text())
+    doc["tables"]["gpu_per_pool"]["columns"][3] = yaml.safe_load("{metric: gpu_util_mean, label: All GPUs, mean (%)}")
+    with pytest.raises(ConfigError) as e:
+        spec.check(doc, "week16.yaml")
+    assert str(e.value).startswith("week16.yaml: tables.gpu_per_pool.columns[3]: unknown key")
+    assert "'mean (%)' was unexpected" in str(e.value)
+    doc["tables"]["gpu_per_pool"]["columns"] = 5  # no branch fits: still a clear message at the key
+    with pytest.raises(ConfigError) as e:
+        spec.check(doc, "week16.yaml")
+    assert str(e.value).startswith("week16.yaml: tables.gpu_per_pool.columns: ")

@@ -594,3 +594,51 @@ def test_gauge_sampler_dead_server_never_raises(tmp_path):
     assert rows["gauge_scrape_failures"]["value"] == summary["scrape_failures"]
     with pytest.raises(RuntimeError):
         s.start()
+
+
+# -- KV transfer of a P/D pair (NIXL histograms) ----------------------------------------------------
+def _nixl_text(xfers: list[float], nbytes: list[int], failed: int = 0) -> str:
+    """The decode server's NIXL series as vLLM's NixlPromMetrics exposes them (stats.py: the xfer
+    histogram's buckets drop 0.001; bytes buckets 2**11 .. 2**33 every other power)."""
+    lab = 'model_name="m",engine="0"'
+    out = []
+
+    def hist(name, values, bounds):
+        out.append(f"# HELP {name} h\n# TYPE {name} histogram")
+        for le in [*bounds, math.inf]:
+            c = sum(1 for v in values if v <= le)
+            out.append(f'{name}_bucket{{{lab},le="{"+Inf" if math.isinf(le) else le}"}} {c}.0')
+        out.append(f"{name}_count{{{lab}}} {len(values)}.0")
+        out.append(f"{name}_sum{{{lab}}} {sum(values)}")
+
+    hist("vllm:nixl_xfer_time_seconds", xfers, [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 5.0])
+    hist("vllm:nixl_post_time_seconds", [x / 10 for x in xfers], [0.001, 0.005, 0.01, 0.025, 0.05, 0.1])
+    hist("vllm:nixl_bytes_transferred", nbytes, [2 ** (10 + i) for i in range(1, 25, 2)])
+    out.append("# HELP vllm:nixl_num_failed_transfers c\n# TYPE vllm:nixl_num_failed_transfers counter")
+    out.append(f"vllm:nixl_num_failed_transfers_total{{{lab}}} {failed}.0")
+    return "\n".join(out) + "\n"
+
+
+def test_kv_transfer_rows_from_nixl_histograms():
+    before = scrape.parse_prometheus(_nixl_text([0.02], [4 * 2**20]))  # a transfer before the cell
+    xf = [0.02, 0.03, 0.04, 0.06]  # the cell's four transfers: 8 MiB each
+    after = scrape.parse_prometheus(_nixl_text([0.02, *xf], [4 * 2**20] + [8 * 2**20] * 4, failed=1))
+    m = {r["metric"]: r for r in scrape.kv_transfer_rows(before, after, "vllm")}
+    assert m["kv_transfers"]["value"] == 4 and m["kv_transfer_failed"]["value"] == 1
+    assert m["kv_transfer_time_mean"]["value"] == pytest.approx(37.5) and m["kv_transfer_time_mean"]["unit"] == "ms"
+    assert 25 <= m["kv_transfer_time_p50"]["value"] <= 50 and 50 <= m["kv_transfer_time_p90"]["value"] <= 75
+    assert m["kv_post_time_mean"]["value"] == pytest.approx(3.75)
+    assert m["kv_transfer_mib_mean"]["value"] == pytest.approx(8.0)
+    assert m["kv_transfer_throughput"]["value"] == pytest.approx(32 / 0.15)  # MiB over seconds of transfer
+    assert "decode server" in m["kv_transfers"]["definition"]
+    # no transfer in the cell: counts 0, times None with the reason
+    idle = {r["metric"]: r for r in scrape.kv_transfer_rows(after, after, "vllm")}
+    assert idle["kv_transfers"]["value"] == 0 and idle["kv_transfer_time_mean"]["value"] is None
+    assert "no transfer in the cell" in idle["kv_transfer_time_mean"]["definition"]
+    # a server without NIXL: no rows, unless the layout's connector should have given them
+    plain = scrape.parse_prometheus("# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 0\n")
+    assert scrape.kv_transfer_rows(plain, plain, "vllm") == []
+    want = scrape.kv_transfer_rows(plain, plain, "vllm", expected=True)
+    assert len(want) == 8 and all(r["value"] is None and "absent from /metrics" in r["definition"] for r in want)
+    # a restart between the scrapes (the count went down): no delta
+    assert all(r["value"] is None for r in scrape.kv_transfer_rows(after, before, "vllm", expected=True))

@@ -270,6 +270,29 @@ def test_telemetry_summary_energy_from_counter_and_from_power():
     assert s["energy_j"] == pytest.approx(200.0) and s["energy_source"] == "integrated power samples"
 
 
+def test_telemetry_of_two_gpus_per_pool():
+    """A P/D layout's window: the prefill GPU busy in bursts, the decode GPU steadily; energy is
+    each GPU's own counter rise, summed for the cell, per pool beside it."""
+    rows = []
+    for t in range(5):
+        rows.append({"t": float(t), "gpu": 0, "gpu_util_pct": 100 if t % 2 else 0, "mem_used_mib": 500.0,
+                     "power_w": 200.0, "energy_mj": 1_000_000 + 200_000 * t})  # fmt: skip
+        rows.append({"t": t + 0.01, "gpu": 3, "gpu_util_pct": 80, "mem_used_mib": 900.0 + t,
+                     "power_w": 400.0, "energy_mj": 7_000_000 + 400_000 * t})  # fmt: skip
+    s = telemetry.summarize(rows, "ok", output_tokens=100, pools={"prefill": [0], "decode": [3], "spare": [5]})
+    assert s["gpus_sampled"] == 2 and s["samples"] == 10
+    assert s["energy_j"] == pytest.approx(800.0 + 1600.0) and s["j_per_output_token"] == pytest.approx(24.0)
+    assert s["gpu_util_mean"] == pytest.approx((40 + 80) / 2) and s["mem_used_max_mib"] == 904.0
+    assert s["power_mean_w"] == pytest.approx(600.0)
+    p, d = s["pools"]["prefill"], s["pools"]["decode"]
+    assert (p["gpu_util_mean"], p["gpu_util_max"], p["energy_j"], p["gpus"]) == (40.0, 100, pytest.approx(800.0), [0])
+    assert (d["gpu_util_mean"], d["mem_used_max_mib"], d["energy_j"]) == (80.0, 904.0, pytest.approx(1600.0))
+    assert s["pools"]["spare"]["telemetry"].startswith("unavailable: no samples of GPU(s) [5]")
+    # one GPU, no pools: the numbers as before, no per-pool entry
+    one = telemetry.summarize([r for r in rows if r["gpu"] == 3], "ok", output_tokens=100)
+    assert "pools" not in one and "gpus_sampled" not in one and one["energy_j"] == pytest.approx(1600.0)
+
+
 def test_telemetry_unavailable_without_nvml(tmp_path):
     smp = telemetry.Sampler(tmp_path / "t.csv", telemetry.visible_gpu_index()).start()
     smp.stop()

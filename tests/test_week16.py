@@ -25,6 +25,11 @@ def test_plan_on_cpu_and_on_gpus(catalog):
         for c in matrix.expand_week(load_preset(catalog, "cluster.yaml", weeks=["week16"], gpu_count=2), "week16")
     }
     assert two["week16/pd_nixl/vllm/h100/default/in4096"].skip is None
+    # SGLang's P/D over NIXL: the same typing, its own engine's path
+    assert cpu["week16/pd_sglang/sglang/cpu/default/in256"].skip.startswith("unsupported: nixl (kv_connector=nixl)")
+    assert gpu["week16/pd_sglang/sglang/h100/default/in128"].skip.startswith("needs 2 GPUs (h100 has 1")
+    assert two["week16/pd_sglang/sglang/h100/default/in128"].skip is None
+    assert two["week16/pd_sglang/sglang/h100/default/in128"].layout == {"kind": "pd", "connector": "nixl"}
 
 
 @pytest.mark.engine
@@ -55,3 +60,15 @@ def test_pd_pair_runs_for_real_on_the_cpu(shared_run):
     row = v[v["P/D"] == "pd_shared_storage"].iloc[0]
     assert row["Answer"].split(":")[0] in ("helps", "trade-off", "does not help here")
     assert v[v["P/D"] == "pd_nixl"]["Answer"].iloc[0].startswith("cannot tell (SKIPPED")
+    # the KV transfer's own numbers: NIXL's histograms, absent with ExampleConnector, typed where skipped
+    k = pd.read_csv(res / "tables" / "kv_transfer.csv", dtype=str, keep_default_na=False)
+    ss = k[k["experiment"] == "pd_shared_storage"].iloc[0]
+    assert float(ss["KV tokens loaded (external hits)"].replace(",", "")) > 0
+    assert ss["NIXL transfers"] == ss["Transfer time mean (ms)"] == "- (no NIXL)"
+    for exp in ("pd_nixl", "pd_sglang"):
+        assert k[k["experiment"] == exp]["Status"].iloc[0].startswith("SKIPPED"), k.to_dict("records")
+    # GPU utilisation per pool: no NVML on the CPU, said in every row, never blank
+    g = pd.read_csv(res / "tables" / "gpu_per_pool.csv", dtype=str, keep_default_na=False)
+    row = g[g["experiment"] == "pd_shared_storage"].iloc[0]
+    assert row["Prefill GPU util mean (%)"] == row["Decode GPU util mean (%)"] == "- (no NVML GPU)"
+    assert (g["Status"] != "").all() and set(g["experiment"]) >= {"pd_shared_storage", "pd_nixl", "colocated"}

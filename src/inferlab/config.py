@@ -50,12 +50,31 @@ def _extend_with_default(validator_class):
 _Validator = _extend_with_default(jsonschema.Draft202012Validator)
 
 
+def best_error(errors: list) -> jsonschema.ValidationError:
+    """The error to report: jsonschema's ``best_match``, except inside a ``oneOf``/``anyOf``,
+    where the branch the value came closest to is followed (fewest errors, then the deepest): a
+    list of column objects with one bad key is reported at that key, not as "columns[0] is not of
+    type 'string'" from the branch that takes a list of axis names."""
+    top = max(errors, key=jsonschema.exceptions.relevance)
+
+    def pick(err):
+        if err.validator in ("oneOf", "anyOf") and err.context:
+            branches: dict = {}
+            for e in err.context:
+                branches.setdefault(e.relative_schema_path[0], []).append(e)
+            closest = min(branches.values(), key=lambda es: (len(es), -max(len(e.absolute_path) for e in es)))
+            return pick(jsonschema.exceptions.best_match(closest))
+        return err
+
+    return pick(top) if top.validator in ("oneOf", "anyOf") else jsonschema.exceptions.best_match(errors)
+
+
 def validate(data: Any, schema_name: str, file) -> dict:
     """Validate ``data`` (defaults filled in place) or raise ConfigError naming file and key."""
     validator = _Validator(_schema(schema_name))
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
-        best = jsonschema.exceptions.best_match(errors)
+        best = best_error(errors)
         key = _key_path(best.absolute_path)
         msg = best.message
         if best.validator == "additionalProperties":

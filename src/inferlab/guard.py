@@ -32,6 +32,8 @@ throughput_steps      C (k + 1) N BW / W                           same, and C =
  (output_throughput)
 throughput_compute    N peak x factor / (2 P_act + 2 V h)          precision, placement, architecture
  (output_throughput)
+kv_transfer           transfer throughput <= BW (HBM: the fastest     (both modes; P/D cells with NIXL)
+ (kv_transfer_thr.)    path KV can take between two servers)
 ====================  ==========================================  ======================================
 
 W = bytes every step reads (active experts, LM head, no untied input table) at the weight precision;
@@ -519,6 +521,28 @@ def check_value(
     ).as_tuple()
 
 
+KV_TRANSFER_THROUGHPUT = "kv_transfer_throughput"
+
+
+def assess_kv_transfer(mib_per_s: float, gpu: dict) -> Verdict:
+    """A P/D pair's KV transfer throughput (MiB/s, inferlab.scrape.kv_transfer_rows) against the
+    fastest path any KV can take between two servers of one node: no faster than the GPU's HBM
+    bandwidth (two servers on one GPU copy within its memory; NVLink and PCIe are slower still),
+    so the bound never flags a real transfer, whichever link carried it."""
+    bw = gpu.get("hbm_gbps")
+    if not bw:
+        return Verdict(True, None, (), (("kv_transfer", "the GPU's memory bandwidth is unknown"),))
+    gbps = mib_per_s * 2**20 / 1e9
+    if gbps > bw:
+        return Verdict(
+            False,
+            f"KV transfer at {gbps:.4g} GB/s is above {gpu.get('name', 'this GPU')}'s memory bandwidth {bw} GB/s, "
+            "the fastest path KV can take between two servers: a mismeasurement, not a transfer",
+            ("kv_transfer",),
+        )
+    return Verdict(True, None, ("kv_transfer",))
+
+
 def apply(
     df: pd.DataFrame,
     arch: dict,
@@ -570,6 +594,9 @@ def apply(
             if metric in TTFT_METRICS and raw is not None and not pd.isna(raw):
                 params = {k[len("param_") :]: df.at[i, k] for k in pcols if not _missing(df.at[i, k])}
                 mark(i, assess_ttft(metric, raw, arch, gpu, params, engine_args, cond))
+                continue
+            if metric == KV_TRANSFER_THROUGHPUT and raw is not None and not pd.isna(raw):
+                mark(i, assess_kv_transfer(raw, gpu))
                 continue
             if metric not in STEP_METRICS and metric != SERVING_THROUGHPUT or raw is None or pd.isna(raw):
                 continue

@@ -108,6 +108,9 @@ ROUTER_MODULE = "sglang_router.launch_router"
 #: sglang_router 0.3.2's --policy choices that need nothing per request (``manual`` needs routing keys)
 ROUTER_POLICIES = ("cache_aware", "round_robin", "random", "power_of_two")
 ROUTER_ENV = ".venv-router"  # where scripts/setup.sh installs sglang-router (envs/router.lock.txt)
+#: SGLang P/D: ``--disaggregation-transfer-backend`` values a layout may name as its ``connector``
+#: (SGLang 0.5.17 server_args.py; ``ascend``/``mori`` need other hardware, ``fake`` moves no KV)
+SGLANG_BACKENDS = {"nixl": "nixl", "mooncake": "mooncake", "mooncake_tcp": "mooncake"}  # -> package it imports
 
 
 class LayoutError(ServerError):
@@ -176,7 +179,10 @@ def pd_plan(
 ) -> dict[str, MemberPlan]:
     """The three members' commands and environments (``ports``: prefill, decode, proxy;
     ``side_ports``: the NIXL side-channel base port of prefill and decode; ``devices``: the job's
-    GPU ids, prefill first)."""
+    GPU ids, prefill first). SGLang (:func:`sglang_pd_plan`): ``ports`` also ``bootstrap`` and
+    ``prometheus``, the front member is the router."""
+    if is_sglang(engine):
+        return sglang_pd_plan(engine, model_path, server_args, layout_spec, env, ports, devices, python)
     connector = layout_spec.get("connector", "ExampleConnector")
     if connector not in CONNECTORS:
         raise LayoutError("unsupported", f"pd layout: connector {connector!r} is not one of {', '.join(CONNECTORS)}")
@@ -226,6 +232,111 @@ def pd_plan(
         pcmd += ["--kv-dir", str(folder / KV_DIR)]
     plans["proxy"] = MemberPlan("proxy", pcmd, penv, ports["proxy"], "/health")
     return plans
+
+
+def is_sglang(engine) -> bool:
+    return getattr(engine, "metrics_dialect", "vllm") == "sglang"
+
+
+def _member_devices(server_args, layout_spec, devices, offset, m):
+    n = devices_per_server({**server_args, **(layout_spec.get(m) or {})})
+    devs = [str(d) for d in devices[offset : offset + n]]
+    if len(devs) < n:
+        raise LayoutError("resources", f"pd layout: the {m} server needs {n} devices; the job has {list(devices)}")
+    return devs
+
+
+def sglang_pd_plan(
+    engine,
+    model_path,
+    server_args: dict,
+    layout_spec: dict,
+    env: dict,
+    ports: dict,
+    devices: list[str] | None = None,
+    router_python: str = sys.executable,
+) -> dict[str, MemberPlan]:
+    """SGLang's P/D (SGLang 0.5.17 ``server_args.py``; the router command of its own test fixture,
+    ``sglang/test/server_fixtures/disaggregation_fixture.py``, without ``--mini-lb``: the Rust PD
+    router, whose ``/readiness`` and ``/workers`` say when both workers registered): a prefill
+    server (``--disaggregation-mode prefill``, its bootstrap server on ``ports["bootstrap"]``), a
+    decode server (``--disaggregation-mode decode``), both ``--disaggregation-transfer-backend
+    <connector>`` and ``--enable-metrics`` (SGLang's KV-transfer histograms), and
+    ``python -m sglang_router.launch_router --pd-disaggregation --prefill URL BOOTSTRAP --decode URL``
+    in front (member ``router``). ``ports``: prefill, decode, router, prometheus, bootstrap."""
+    backend = layout_spec.get("connector", "nixl")
+    if backend not in SGLANG_BACKENDS:
+        raise LayoutError(
+            "unsupported",
+            f"pd layout (SGLang): connector {backend!r} is not a transfer backend this layout runs: "
+            f"{', '.join(SGLANG_BACKENDS)}",
+        )
+    base = {**env, **LAYOUT_ENV}
+    plans: dict[str, MemberPlan] = {}
+    offset = 0
+    for m in ("prefill", "decode"):
+        args = {**server_args, **(layout_spec.get(m) or {})}
+        args.update(
+            disaggregation_mode=m,
+            disaggregation_transfer_backend=backend,
+            disaggregation_bootstrap_port=ports["bootstrap"],
+            enable_metrics=True,
+        )
+        menv = dict(base)
+        devs = None
+        if devices is not None:
+            devs = _member_devices(server_args, layout_spec, devices, offset, m)
+            offset += len(devs)
+            menv["CUDA_VISIBLE_DEVICES"] = ",".join(devs)
+        if backend == "nixl":
+            menv.setdefault("UCX_NET_DEVICES", "all")
+        cmd = engine.serve_command(model_path, HOST, ports[m], args)
+        plans[m] = MemberPlan(m, cmd, menv, ports[m], engine.health_path, devs)
+    rcmd = [
+        router_python,
+        "-m",
+        ROUTER_MODULE,
+        "--pd-disaggregation",
+        "--prefill",
+        f"http://{HOST}:{ports['prefill']}",
+        str(ports["bootstrap"]),
+        "--decode",
+        f"http://{HOST}:{ports['decode']}",
+        "--host",
+        HOST,
+        "--port",
+        str(ports["router"]),
+        "--policy",
+        layout_spec.get("policy", "random"),
+        "--prometheus-host",
+        HOST,
+        "--prometheus-port",
+        str(ports["prometheus"]),
+        "--worker-startup-check-interval",
+        "1",
+        "--shutdown-grace-period-secs",
+        "1",
+        "--log-level",
+        "info",
+    ]
+    plans["router"] = MemberPlan("router", rcmd, dict(base), ports["router"], "/readiness")
+    return plans
+
+
+def package_available(engine, module: str, env: dict | None = None) -> tuple[bool, str]:
+    """Whether the engine's Python can find ``module`` (a KV transfer backend's package)."""
+    code = f"import importlib.util, sys; sys.exit(0 if importlib.util.find_spec({module!r}) else 3)"
+    py = engine.python
+    try:
+        r = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120, env=env or None)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"could not ask {py} for the {module} package: {e}"
+    if r.returncode == 0:
+        return True, ""
+    if r.returncode == 3:
+        return False, f"the {module} package is not installed in {py}"
+    tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
+    return False, f"{py} failed to look for {module}: {tail[0]}"
 
 
 def router_command(
@@ -505,6 +616,8 @@ class Layout:
     drain: dict = field(default_factory=dict)
     gpu_baselines: dict = field(default_factory=dict)  # NVML index -> MiB used before the start
     fanout: Fanout | None = None  # router: /metrics and cache resets of every replica
+    gpu_devices: dict = field(default_factory=dict)  # member -> its GPU ids (CUDA_VISIBLE_DEVICES)
+    counters_member: str | None = None  # fan-out: the member whose counters are the cell's (SGLang P/D)
     router: dict = field(default_factory=dict)  # router: how to start it again (restart_router)
     _dead: tuple | None = None
     _dead_at: float | None = None
@@ -530,21 +643,39 @@ class Layout:
         fan-out to every replica, else ``base_url``."""
         return self.fanout.base_url if self.fanout is not None else self.base_url
 
+    def counter_scrape(self, metrics):
+        """The part of a fan-out scrape the cell's counters come from: :attr:`counters_member`'s
+        samples (SGLang P/D: the decode server's), else all of it."""
+        if metrics is None or not self.counters_member:
+            return metrics
+        return _only(metrics, "replica", self.counters_member)
+
+    def gpu_pools(self) -> dict[str, list[int]] | None:
+        """NVML indices of the GPUs each engine member holds (``{"prefill": [0], "decode": [1]}``),
+        for the cell's telemetry per pool; None when no member was given GPUs (CPU, one server)."""
+        pools = {}
+        for name, devs in self.gpu_devices.items():
+            idx = nvml_indices(list(devs), 0)
+            if idx:
+                pools[name] = idx
+        return pools or None
+
     @property
     def replicas(self) -> list[str]:
         return [n for n in self.members if n.startswith("replica")]
 
     def member_rows(self, before, after, dialect: str = "vllm") -> list[dict]:
-        """Per replica (router layout): its prefix-cache hit rate, hits, queries and requests over
-        a cell, from the fan-out's merged scrapes taken before and after it (``<metric>_<replica>``;
-        the unsuffixed rows are the sum over replicas)."""
+        """Per member behind the fan-out (the router layout's replicas, SGLang P/D's prefill and
+        decode servers): its prefix-cache hit rate, hits, queries and requests over a cell, from the
+        fan-out's merged scrapes taken before and after it (``<metric>_<member>``; the unsuffixed
+        rows are the sum over replicas, or :attr:`counters_member`'s alone)."""
         if self.fanout is None or before is None or after is None:
             return []
         from . import scrape
 
         keep = ("prefix_cache_hit_rate", "prefix_cache_hits", "prefix_cache_queries", "server_requests")
         rows = []
-        for r in self.replicas:
+        for r in [n for n in self.members if n not in FRONTS]:  # replicas, or prefill + decode
             sub_b, sub_a = _only(before, "replica", r), _only(after, "replica", r)
             for row in scrape.cell_rows(sub_b, sub_a, dialect, on_reset="flag"):
                 if row["metric"] in keep:
@@ -697,7 +828,7 @@ class Layout:
             return False
         urls = {str(w.get("url", "")).rstrip("/") for w in listed if isinstance(w, dict)}
         unhealthy = [w for w in listed if isinstance(w, dict) and w.get("is_healthy") is False]
-        want = {self.members[r].base_url for r in self.replicas}
+        want = {m.base_url for n, m in self.members.items() if n not in FRONTS}  # replicas, or prefill + decode
         return want <= urls and not unhealthy
 
     def restart_router(self, policy: str | None = None, timeout_s: float = 120.0) -> dict:
@@ -946,7 +1077,22 @@ def start_pd(
     "pd", "connector": ..., "prefill": {args over server_args}, "decode": {...}}``; logs
     ``prefill.log``, ``decode.log``, ``proxy.log`` in ``folder``. ``gpu_index``: the NVML index of
     the job's first GPU (None on CPU); ``devices``: the job's GPU ids (default: its
-    ``CUDA_VISIBLE_DEVICES``, else every GPU NVML sees)."""
+    ``CUDA_VISIBLE_DEVICES``, else every GPU NVML sees). An SGLang engine: :func:`start_sglang_pd`."""
+    if is_sglang(engine):
+        return start_sglang_pd(
+            engine,
+            model_path,
+            server_args,
+            layout_spec,
+            folder,
+            env,
+            ready_timeout_s,
+            gpu_index,
+            cwd=cwd,
+            classify=classify,
+            devices=devices,
+            bind_retries=bind_retries,
+        )
     connector = layout_spec.get("connector", "ExampleConnector")
     if connector not in CONNECTORS:
         raise LayoutError("unsupported", f"pd layout: connector {connector!r} is not one of {', '.join(CONNECTORS)}")
@@ -1013,6 +1159,7 @@ def start_pd(
                 folder,
                 connector,
                 gpu_baselines=baselines,
+                gpu_devices={n: p.devices for n, p in plans.items() if p.devices},
             )
             lay._wait_ready(t0 + ready_timeout_s, ready_timeout_s, classify)
             lay.ready_s = round(time.monotonic() - t0, 3)
@@ -1026,6 +1173,107 @@ def start_pd(
             raise
         except BaseException:
             _kill_members(list(members.values()), grace_s=5.0)
+            raise
+    raise last  # pragma: no cover
+
+
+def start_sglang_pd(
+    engine,
+    model_path,
+    server_args: dict,
+    layout_spec: dict,
+    folder: Path | str,
+    env: dict,
+    ready_timeout_s: float,
+    gpu_index: int | None = None,
+    *,
+    cwd: Path | str | None = None,
+    classify=None,
+    devices: list[str] | None = None,
+    bind_retries: int = 3,
+    router_python: str | None = None,
+) -> Layout:
+    """SGLang's prefill and decode servers and the PD router (:func:`sglang_pd_plan`), ready
+    before one deadline: both servers' ``/health``, then the router's ``/readiness`` with both
+    listed by ``/workers`` (as the router layout). ``/metrics`` and the cache reset go through a
+    fan-out to both servers (:class:`Fanout`): the cell's counters are the decode server's
+    (:attr:`Layout.counters_member`, as vLLM's proxy relays the decode server's), per member
+    beside them, and SGLang's KV-transfer histograms (filled by the prefill server) summed."""
+    backend = layout_spec.get("connector", "nixl")
+    if backend not in SGLANG_BACKENDS:
+        raise LayoutError(
+            "unsupported", f"pd layout (SGLang): connector {backend!r} is not one of {', '.join(SGLANG_BACKENDS)}"
+        )
+    ok, why = package_available(engine, SGLANG_BACKENDS[backend], env)
+    if not ok:
+        raise LayoutError("unsupported", f"SGLang P/D over {backend}: {why}")
+    if router_python is None:
+        router_python, why = find_router_python(engine, env)
+        if router_python is None:
+            raise LayoutError("unsupported", why, member="router")
+    folder = Path(folder).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    classify = classify or engine.classify_failure
+    if devices is None and gpu_index is not None:
+        devices = job_devices(env)
+    baselines = {}
+    for i in nvml_indices(devices, gpu_index):
+        used = gpu_memory_used_mib(i)
+        if used is not None:
+            baselines[i] = used
+    names = ["prefill", "decode", "router"]
+    logs = {m: folder / f"{m}.log" for m in names}
+    last: LayoutError | None = None
+    for attempt in range(bind_retries):
+        ports = dict(zip([*names, "prometheus", "bootstrap"], _distinct_ports(len(names) + 2), strict=True))
+        plans = sglang_pd_plan(engine, model_path, server_args, layout_spec, env, ports, devices, router_python)
+        t0 = time.monotonic()
+        members: dict[str, Server] = {}
+        offsets = {}
+        fan = None
+        try:
+            for name, p in plans.items():
+                offsets[name] = logs[name].stat().st_size if logs[name].exists() else 0
+                try:
+                    with deferred_signals():
+                        proc = spawn(p.cmd, logs[name], p.env, cwd or folder, mode="ab")
+                        members[name] = Server(proc, p.port, logs[name], p.health_path, t0)
+                except OSError as e:
+                    raise LayoutError("engine_error", f"could not start the {name} server: {e}", member=name) from e
+            fan = Fanout(
+                {m: members[m].base_url for m in ("prefill", "decode")},
+                getattr(engine, "metrics_path", "/metrics"),
+                engine.health_path,
+            )
+            lay = Layout(
+                "pd",
+                members,
+                "router",
+                "decode",
+                {n: p.cmd for n, p in plans.items()},
+                folder,
+                backend,
+                gpu_baselines=baselines,
+                gpu_devices={n: p.devices for n, p in plans.items() if p.devices},
+                fanout=fan,
+                counters_member="decode",
+            )
+            lay._wait_ready(t0 + ready_timeout_s, ready_timeout_s, classify)
+            lay.ready_s = round(time.monotonic() - t0, 3)
+            return lay.watch()
+        except LayoutError as e:
+            _kill_members(list(members.values()), grace_s=10.0)
+            if fan is not None:
+                fan.close()
+            last = e
+            if e.member and "address already in use" in _since(logs[e.member], offsets.get(e.member, 0)).lower():
+                if attempt + 1 < bind_retries:
+                    continue
+            raise
+        except BaseException:
+            _kill_members(list(members.values()), grace_s=5.0)
+            if fan is not None:
+                fan.close()
             raise
     raise last  # pragma: no cover
 
@@ -1107,6 +1355,7 @@ def start_router(
                 {nm: p.cmd for nm, p in plans.items()},
                 folder,
                 gpu_baselines=baselines,
+                gpu_devices={n: p.devices for n, p in plans.items() if p.devices},
                 fanout=fan,
                 router={
                     "policy": policy,

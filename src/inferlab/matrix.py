@@ -306,6 +306,20 @@ def engine_family(cfg: Config, engine: str) -> str:
     return engine if engine in cfg.engines else seen
 
 
+def check_pd_connector(cfg: Config, engine: str, layout: dict, file, key: str) -> None:
+    """A pd layout's ``connector`` must be one its engine's layout runs: vLLM's KV connector class
+    (inferlab.layouts.CONNECTORS) or SGLang's transfer backend (SGLANG_BACKENDS)."""
+    if layout.get("kind") != "pd":
+        return
+    from .layouts import CONNECTORS, SGLANG_BACKENDS
+
+    family = engine_family(cfg, engine)
+    known = {"vllm": CONNECTORS, "sglang": tuple(SGLANG_BACKENDS)}.get(family)
+    conn = layout.get("connector", "nixl" if family == "sglang" else "ExampleConnector")
+    if known is not None and conn not in known:
+        raise ConfigError(file, key, f"{conn!r} is not a {family} P/D connector this layout runs ({', '.join(known)})")
+
+
 def features_needed(family: str, args: dict, env_vars: dict | None = None, model: dict | None = None) -> dict[str, str]:
     """Features (``FEATURES``) an engine configuration uses, each with what in it uses the feature.
     Derived from the engine arguments and the served model's catalog entry (``model``: a checkpoint
@@ -329,7 +343,7 @@ def features_needed(family: str, args: dict, env_vars: dict | None = None, model
     conn = str(ktc.get("kv_connector", "")) if isinstance(ktc, dict) else ""
     if conn.startswith("LMCache"):
         out["lmcache"] = f"kv_connector={conn}"
-    if conn.startswith("Nixl"):
+    if conn.lower().startswith("nixl"):  # vLLM's NixlConnector, SGLang's nixl transfer backend
         out["nixl"] = f"kv_connector={conn}"
     if conn.startswith("Offloading") or args.get("kv_offloading_backend") or args.get("kv_offloading_size"):
         out["kv_offloading"] = "KV offloading to host memory"
@@ -506,6 +520,7 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
         repeats = int(exp.get("repeats", 1))
         pts = design_points(exp, server_sweep, sweep, file, key)
         for e in exp["engines"]:
+            check_pd_connector(cfg, e, layout, file, f"{key}.layout.connector")
             for g in gpus:
                 for pt in pts:
                     server_point = {a: v for a, _, v in pt if a in server_sweep}

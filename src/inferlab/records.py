@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import engines as engines_mod
 from .engines import serving as serving_mod
+from .telemetry import POOL_KEYS
 
 SCHEMA_VERSION = 3
 # v3: + columns configuration, repeat, measured_by, lengths; swept server arguments as param_<name> columns.
@@ -160,6 +161,15 @@ def record_to_frame(record: dict, raw_path: Path | None, engine: engines_mod.Eng
         for k, (unit, d) in serving_mod.TELEMETRY.items():
             if telem.get(k) is not None:
                 metrics = metrics + [{"metric": k, "value": float(telem[k]), "unit": unit, "definition": d}]
+        for pool, nums in (telem.get("pools") or {}).items():  # a layout's GPUs per member (P/D)
+            for k in POOL_KEYS:
+                if nums.get(k) is not None:
+                    unit, d = serving_mod.TELEMETRY[k]
+                    gpus = ", ".join(str(g) for g in nums.get("gpus", []))
+                    d = f"{pool} server's GPU(s) only (NVML {gpus}): {d}"
+                    metrics = metrics + [
+                        {"metric": f"{k}_{pool}", "value": float(nums[k]), "unit": unit, "definition": d}
+                    ]
     rows = []
     for m in metrics:
         rows.append({**base, **m, "raw_value": m.get("value"), "valid": True, "invalid_reason": None})

@@ -801,3 +801,115 @@ def length_deltas(before: Metrics, after: Metrics, engine: str = "vllm") -> dict
         "achieved": {"output_tokens": d[series["achieved_output_tokens"]], "requests": d[series["achieved_requests"]]},
         "source": f"server /metrics: Δ{series['requested_output_tokens']} vs Δ{series['achieved_output_tokens']}",
     }
+
+
+# -- KV transfer of a P/D pair ---------------------------------------------------------------------
+# vLLM's NixlConnector (= NixlPullConnector; vllm/distributed/kv_transfer/kv_connector/v1/nixl/stats.py,
+# NixlPromMetrics, 0.26 and 0.33): histograms filled by the server that READs the KV, the decode
+# server, one observation per finished NIXL transfer handle (not per request); labels model_name,
+# engine. SGLang (sglang/srt/observability/metrics_collector.py, 0.5.17; --enable-metrics): histograms
+# filled by the prefill server, one observation per finished request, labels incl. engine_type.
+KV_TRANSFER = {
+    "vllm": {
+        "time": ("vllm:nixl_xfer_time_seconds", 1e3),  # (family, factor to ms)
+        "post": ("vllm:nixl_post_time_seconds", 1e3),
+        "bytes": ("vllm:nixl_bytes_transferred", 1 / 2**20),  # to MiB
+        "failed": "vllm:nixl_num_failed_transfers_total",
+        "per": "NIXL transfer (one per finished transfer handle)",
+        "where": "the decode server (NixlConnector pulls: it READs the prefill server's KV)",
+    },
+    "sglang": {
+        "time": ("sglang:kv_transfer_latency_ms", 1.0),
+        "post": None,
+        "bytes": ("sglang:kv_transfer_total_mb", 1.0),  # MiB: indices x item bytes / 2**20
+        "failed": "sglang:num_transfer_failed_reqs_total",
+        "per": "request whose KV the prefill server sent",
+        "where": "the prefill server (it WRITEs the KV to the decode server)",
+    },
+}
+
+
+def _hist_delta(before: Metrics, after: Metrics, family: str) -> dict | None:
+    """``histogram`` of ``after`` minus ``before`` (buckets, sum, count); None when absent or when
+    the count went down (a restart: no delta)."""
+    a, b = histogram(after, family), histogram(before, family)
+    if a is None:
+        return None
+    if b is None:
+        b = {"buckets": [(le, 0.0) for le, _ in a["buckets"]], "sum": 0.0, "count": 0.0}
+    if (a["count"] or 0) < (b["count"] or 0):
+        return None
+    prev = dict(b["buckets"])
+    return {
+        "buckets": [(le, c - prev.get(le, 0.0)) for le, c in a["buckets"]],
+        "sum": (a["sum"] or 0.0) - (b["sum"] or 0.0),
+        "count": (a["count"] or 0.0) - (b["count"] or 0.0),
+    }
+
+
+def kv_transfer_rows(before: Metrics, after: Metrics, engine: str = "vllm", expected: bool = False) -> list[dict]:
+    """KV hand-off rows of one P/D cell from the scrapes of the server that records transfers
+    (:data:`KV_TRANSFER`): ``kv_transfers``, ``kv_transfer_time_mean`` / ``_p50`` / ``_p90`` (ms),
+    ``kv_post_time_mean`` (ms, vLLM: posting the transfer), ``kv_transfer_mib_mean`` (MiB per
+    transfer), ``kv_transfer_throughput`` (MiB/s: bytes over transfer time, vLLM's own log's
+    "Throughput (MB/s)"), ``kv_transfer_failed``. [] when the server has no such series and none
+    was ``expected``; with ``expected`` (a layout whose connector records them) the rows are None
+    with the reason, never absent."""
+    spec = KV_TRANSFER.get(engine)
+    if spec is None:
+        return []
+    fam_t, to_ms = spec["time"]
+    src = f"Δ over the cell of {fam_t} on {spec['where']}"
+    t = _hist_delta(before, after, fam_t)
+    names = ["kv_transfers", "kv_transfer_time_mean", "kv_transfer_time_p50", "kv_transfer_time_p90"]
+    names += ["kv_post_time_mean", "kv_transfer_mib_mean", "kv_transfer_throughput", "kv_transfer_failed"]
+    units = dict(zip(names, ["transfers", "ms", "ms", "ms", "ms", "MiB", "MiB/s", "transfers"], strict=True))
+    if t is None:
+        if not expected:
+            return []
+        why = f"{fam_t} absent from /metrics (or reset)"
+        return [_row(n, None, units[n], f"KV transfer [None: {why}]") for n in names]
+    n = t["count"]
+    per = spec["per"]
+    rows = [_row("kv_transfers", n, units["kv_transfers"], f"KV transfers observed, one per {per} ({src})")]
+    none = "[None: no transfer in the cell]"
+    mean = t["sum"] / n * to_ms if n else None
+    rows.append(_row("kv_transfer_time_mean", mean, "ms", f"mean KV transfer time ({src})" + ("" if n else " " + none)))
+    for q in (50, 90):
+        v = histogram_quantile(t["buckets"], q / 100)
+        rows.append(
+            _row(
+                f"kv_transfer_time_p{q}",
+                v * to_ms if v is not None and n else None,
+                "ms",
+                f"p{q} KV transfer time, interpolated in the histogram's buckets ({src})" + ("" if n else " " + none),
+            )
+        )
+    post = None
+    if spec["post"]:
+        p = _hist_delta(before, after, spec["post"][0])
+        post = p["sum"] / p["count"] * spec["post"][1] if p and p["count"] else None
+        rows.append(_row("kv_post_time_mean", post, "ms", f"mean time to post a transfer (Δ{spec['post'][0]})"))
+    fam_b, to_mib = spec["bytes"]
+    b = _hist_delta(before, after, fam_b)
+    mib = b["sum"] * to_mib if b else None
+    rows.append(
+        _row(
+            "kv_transfer_mib_mean",
+            mib / b["count"] if mib is not None and b["count"] else None,
+            "MiB",
+            f"mean KV size per transfer (Δ{fam_b})",
+        )
+    )
+    secs = t["sum"] * to_ms / 1e3
+    rows.append(
+        _row(
+            "kv_transfer_throughput",
+            mib / secs if mib is not None and secs > 0 else None,
+            "MiB/s",
+            f"KV bytes over transfer time: Δ{fam_b} sum / Δ{fam_t} sum",
+        )
+    )
+    d = counter_deltas(before, after, [spec["failed"]], on_reset="flag")[spec["failed"]]
+    rows.append(_row("kv_transfer_failed", d, "transfers", f"failed KV transfers (Δ{spec['failed']})"))
+    return rows

@@ -155,7 +155,8 @@ def run_session(
         return _write_session(sdir, session, t_start, status="skipped", detail=why)
 
     gpu_index = telemetry.visible_gpu_index()
-    sampler = telemetry.Sampler(sdir / TELEMETRY, gpu_index).start()
+    # every GPU of the job (a layout's members hold different ones: P/D, replicas, TP)
+    sampler = telemetry.Sampler(sdir / TELEMETRY, telemetry.visible_gpu_indices() or None).start()
     session["telemetry"] = sampler.status
     # a scheduler's SIGTERM types the unfinished cells (only the main thread may take signals)
     main = threading.current_thread() is threading.main_thread()
@@ -380,6 +381,11 @@ def _control(server) -> str:
     return getattr(server, "control_url", None) or server.base_url
 
 
+def _records_transfers(server) -> bool:
+    """Whether the layout's KV connector exports transfer metrics on /metrics (vLLM's NIXL; SGLang's P/D)."""
+    return getattr(server, "kind", None) == "pd" and getattr(server, "connector", None) in ("NixlConnector", *layouts.SGLANG_BACKENDS)
+
+
 def _returncode(server):
     """Exit code of a dead server, or of the dead member of a layout."""
     if hasattr(server, "dead_member"):
@@ -406,7 +412,10 @@ def _server_metrics(c: _Cell, engine, server: Server, before, gauges) -> None:
             f"/metrics could not be scraped {'before' if before is None else 'after'} the cell"
         )
     else:
-        rows += scrape.cell_rows(before, after, engine.metrics_dialect, on_reset="flag")
+        scope = getattr(server, "counter_scrape", lambda m: m)  # SGLang P/D: the decode server's counters
+        rows += scrape.cell_rows(scope(before), scope(after), engine.metrics_dialect, on_reset="flag")
+        # a P/D pair's KV hand-off (NIXL's histograms; rows with the reason when they should be there)
+        rows += scrape.kv_transfer_rows(before, after, engine.metrics_dialect, expected=_records_transfers(server))
         if hasattr(server, "member_rows"):  # per replica behind a router (summed in the rows above)
             rows += server.member_rows(before, after, engine.metrics_dialect)
         lengths = scrape.length_deltas(before, after, engine.metrics_dialect)
@@ -525,7 +534,8 @@ def _run_one(
         c.finish("failed", "parse_error", f"{e.__class__.__name__}: {e}", rc, tail)
         return
     out_tokens = next((r["value"] for r in rows if r["metric"] == "total_output_tokens"), None)
-    telem = telemetry.summarize(sampler.window(t_wall0, t_wall1), sampler.status, out_tokens)
+    pools = server.gpu_pools() if hasattr(server, "gpu_pools") else None
+    telem = telemetry.summarize(sampler.window(t_wall0, t_wall1), sampler.status, out_tokens, pools)
     c.finish("ok", None, None, rc, "", {"telemetry": telem})
 
 

@@ -5,8 +5,6 @@ Every error is a ConfigError naming the file and the key."""
 
 from __future__ import annotations
 
-import jsonschema
-
 from .. import config
 from ..errors import ConfigError
 from . import columns
@@ -25,7 +23,7 @@ def _validate(data, ref: str | None, file) -> None:
     schema = _schema() if ref is None else {"$ref": f"#/$defs/{ref}", "$defs": _schema()["$defs"]}
     errors = sorted(config._Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
-        best = jsonschema.exceptions.best_match(errors)
+        best = config.best_error(errors)
         msg = best.message
         if best.validator == "additionalProperties":
             msg = f"unknown key: {msg}"
