@@ -383,7 +383,10 @@ def _control(server) -> str:
 
 def _records_transfers(server) -> bool:
     """Whether the layout's KV connector exports transfer metrics on /metrics (vLLM's NIXL; SGLang's P/D)."""
-    return getattr(server, "kind", None) == "pd" and getattr(server, "connector", None) in ("NixlConnector", *layouts.SGLANG_BACKENDS)
+    return getattr(server, "kind", None) == "pd" and getattr(server, "connector", None) in (
+        "NixlConnector",
+        *layouts.SGLANG_BACKENDS,
+    )
 
 
 def _returncode(server):
