@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import ROOT, load_preset
 
-from inferlab import config, matrix, theory
+from inferlab import config, guard, matrix, theory
 from inferlab.errors import ConfigError
 from inferlab.report import knobs
 
@@ -266,3 +266,28 @@ def test_isolation_study_prints_a_verdict_per_knob(shared_run):
     assert gate.loc["max_num_seqs=4", "Safe to ship?"] == "YES", gate.loc["max_num_seqs=4"].to_dict()
     report = (shared_run / W12 / "report.md").read_text()
     assert "Safe to ship?" in report
+
+
+def test_online_fp8_variant_and_accuracy_without_weights_typed():
+    """A catalog variant serves the same (engine-made) weights with its own engine arguments: the
+    next GPU lease's plan (config/h100-validation-next.yaml) measures BF16 vs online FP8 speed, and
+    every accuracy cell there is typed skipped: load_format dummy has no weights to be right with."""
+    cfg = config.load("config/h100-validation-next.yaml", base_dir=ROOT)
+    cells = {c.path: c for c in matrix.expand_week(cfg, "week12")}
+    fp8 = cells["week12/quant_throughput/vllm/h100/mllama-3.1-8b-arch-fp8/np200"]
+    assert fp8.engine_args == {"quantization": "fp8"} and fp8.skip is None
+    assert cells["week12/quant_throughput/vllm/h100/mllama-3.1-8b-arch/np200"].engine_args == {}
+    knob = cells["week12/knobs_speed/vllm/h100/mfp8-mns256/rrinf"]
+    assert knob.engine_args == {"quantization": "fp8", "max_num_seqs": 256} and knob.server_axes["knob"] == "model=fp8"
+    acc = [c for c in cells.values() if c.tool == "lm_eval"]
+    assert len(acc) == 5 and all(c.skip.startswith("no weights: load_format dummy") for c in acc)
+    # the experiment's own engine_args win over the variant's; the guard reads FP8 weights (1 byte each)
+    cat = yaml.safe_load((ROOT / "config" / "models.yaml").read_text())["models"]
+    assert cat["llama-3.1-8b-arch-fp8"]["architecture"] == cat["llama-3.1-8b-arch"]["architecture"]
+    cond = guard.resolve(cat["llama-3.1-8b-arch"]["architecture"], "bfloat16", fp8.engine_args, None)
+    assert "fp8" in str(cond).lower()
+    # on the CPU default (no FP8 weights kernels on AVX2) the variant is typed, never run
+    cpu = config.load("config/config.yaml", base_dir=ROOT)
+    cpu.preset["overrides"] = {"week12": {"quant_throughput": {"server_sweep": {"model": ["llama-3.1-8b-arch-fp8"]}}}}
+    c = [x for x in matrix.expand_week(cpu, "week12") if x.experiment == "quant_throughput"]
+    assert c and all(x.skip and x.skip.startswith("unsupported: fp8_weights (quantization=fp8) on cpu") for x in c)

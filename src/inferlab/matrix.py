@@ -532,6 +532,8 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                     arg_point, server_env = split_server_point(cfg, e, server_point, bundles)
                     args.update(arg_point)
                     model = server_point.get("model", exp.get("model", cfg.model_id))
+                    # the catalog variant's serving arguments (e.g. online FP8), under the experiment's
+                    args = {**(cfg.models.get(model) or {}).get("engine_args", {}), **args}
                     conf = configuration_id(server_point, server_labels, bundles)
                     base_id = cell_id(client_point, client_labels)
                     # a variant without its own preset setup runs with its base's (rules: configuration_spec)
@@ -545,6 +547,8 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                     tool.check({**client_point, **fixed}, _with_context(full_args, cfg.models.get(model)), file, where)
                     if hasattr(tool, "check_engine"):  # what the tool's client supports against this engine
                         tool.check_engine({**client_point, **fixed}, engine_family(cfg, e), file, where)
+                    # what the tool cannot measure on this configuration (typed skipped, never run)
+                    tool_skip = tool.skip(full_args) if hasattr(tool, "skip") else None
                     for r in range(repeats):
                         c = Cell(
                             week=week,
@@ -571,7 +575,7 @@ def expand_week(cfg: Config, week: str) -> list[Cell]:
                             },
                             timeout_s=exp.get("timeout_s", cfg.preset["cell_timeout_s"]),
                             repeat=r + 1 if repeats > 1 else 0,
-                            skip=skip_reason(cfg, g, layout, full_args, e, model),
+                            skip=skip_reason(cfg, g, layout, full_args, e, model) or tool_skip,
                         )
                         cells.append(c)
     seen = {}

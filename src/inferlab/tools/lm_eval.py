@@ -87,6 +87,17 @@ def check(params: dict, server_args: dict, file, key: str) -> None:
         raise ConfigError(file, key, "tiny_arith is zero-shot (the trained model answers the bare prompt)")
 
 
+def skip(server_args: dict) -> str | None:
+    """An accuracy needs the checkpoint's weights: a model served with ``load_format: dummy`` (the
+    air-gapped GPU's engine-made random weights) would score chance, so its cells are typed skipped."""
+    if server_args.get("load_format") == "dummy":
+        return (
+            "no weights: load_format dummy serves engine-made random weights (no checkpoint on this node); "
+            "an accuracy would be chance, not the model's"
+        )
+    return None
+
+
 def env_dir() -> Path:
     """Where lm-eval is installed: ``INFERLAB_LM_EVAL_ENV`` or the checkout's ``.venv-lm-eval``."""
     d = os.environ.get("INFERLAB_LM_EVAL_ENV")
