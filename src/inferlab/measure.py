@@ -286,7 +286,7 @@ def run_driver(driver, cells, cell_dirs, engine, model_path, datasets, edir: Pat
         return pos + len(chunk) - len(rest)
 
     status, detail = "done", None
-    sampler = telemetry.Sampler(edir / "telemetry.csv", telemetry.visible_gpu_index()).start()
+    sampler = telemetry.Sampler(edir / "telemetry.csv", telemetry.visible_gpu_indices() or None).start()
     for _c, _d, r in by_id.values():
         r["_sampler"] = sampler
     try:

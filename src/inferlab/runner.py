@@ -283,7 +283,7 @@ def run_cell(
     for s in prev:
         signal.signal(s, on_signal)
     proc = None
-    sampler = telemetry.Sampler(outdir / "telemetry.csv", telemetry.visible_gpu_index()).start()
+    sampler = telemetry.Sampler(outdir / "telemetry.csv", telemetry.visible_gpu_indices() or None).start()
     t_wall0 = time.time()
     try:
         proc = spawn(cmd, elog, engine.environ(outdir), outdir)
