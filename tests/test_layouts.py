@@ -1121,7 +1121,14 @@ def test_sglang_pd_with_the_real_pd_router(tmp_path):
         st, _, body = request(lay.control_url + "/flush_cache", {}, method="POST")
         assert st == 200 and json.loads(body) == {"prefill": 200, "decode": 200}
         pgids = [mm.proc.pid for mm in lay.members.values()]
+        # the decode server dies: named within seconds, the prefill server and the router torn down
+        os.killpg(lay.members["decode"].proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while lay.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert lay.dead_member() == ("decode", -9)
     finally:
         drain = lay.stop()
+    assert drain["dead_member"] == ["decode", -9]
     assert drain["group_gone"] is True and not any(group_members(g) for g in pgids)
     assert not any(pid_alive(w) for w in eng.workers())
