@@ -183,6 +183,21 @@ def _rec(work: Path, gpu: str, cell: str) -> dict:
     return json.loads(f.read_text()) if f.exists() else {}
 
 
+def _finished_kept(work: Path, gpu: str, cell: str) -> bool:
+    """A cell the session had measured before the signal is still there: its raw output, and its
+    record as cell.json or, where Snakemake went through its failed-job path first and deleted the
+    job's outputs (a race with its own SIGINT handling, seen under load), as the copy the session
+    wrote (interrupted.json, ``finished_before_signal``), which the next run archives under attempts/."""
+    d = cell_dir(work, gpu, cell)
+    if not (d / "raw.json").exists():
+        return False
+    if _rec(work, gpu, cell).get("status") == "ok":
+        return True
+    f = d / "interrupted.json"
+    kept = json.loads(f.read_text()) if f.exists() else {}
+    return kept.get("status") == "ok" and kept.get("finished_before_signal") is True
+
+
 def _attempts(work: Path, gpu: str, cell: str) -> list[dict]:
     """The archived attempts' records: cell.json, or the copy the job kept when it was interrupted
     (Snakemake deletes an interrupted job's outputs before it reruns it; interrupted.json stays)."""
@@ -249,7 +264,7 @@ def run_snakemake_interrupted(work: Path, sigint_pid: bool = False) -> list[dict
         left = _kill_left(tag)
         recs = {c: _rec(work, "cpu", c) for c in CELLS}
         rr1 = recs["rr1"]
-        lost = int(recs["rrinf"].get("status") != "ok" or not (cell_dir(work, "cpu", "rrinf") / "raw.json").exists())
+        lost = int(not _finished_kept(work, "cpu", "rrinf"))
         if i > 0:  # the previous run's records of the cells re-measured now: archived, not lost
             lost += sum(not _attempt_kept(work, "cpu", c) for c in CELLS)
         rows.append(
