@@ -62,13 +62,13 @@ def test_pd_pair_runs_for_real_on_the_cpu(shared_run):
     assert v[v["P/D"] == "pd_nixl"]["Answer"].iloc[0].startswith("cannot tell (SKIPPED")
     # the KV transfer's own numbers: NIXL's histograms, absent with ExampleConnector, typed where skipped
     k = pd.read_csv(res / "tables" / "kv_transfer.csv", dtype=str, keep_default_na=False)
-    ss = k[k["experiment"] == "pd_shared_storage"].iloc[0]
+    ss = k[k["Experiment"] == "pd_shared_storage"].iloc[0]
     assert float(ss["KV tokens loaded (external hits)"].replace(",", "")) > 0
     assert ss["NIXL transfers"] == ss["Transfer time mean (ms)"] == "- (no NIXL)"
     for exp in ("pd_nixl", "pd_sglang"):
-        assert k[k["experiment"] == exp]["Status"].iloc[0].startswith("SKIPPED"), k.to_dict("records")
+        assert k[k["Experiment"] == exp]["Status"].iloc[0].startswith("SKIPPED"), k.to_dict("records")
     # GPU utilisation per pool: no NVML on the CPU, said in every row, never blank
     g = pd.read_csv(res / "tables" / "gpu_per_pool.csv", dtype=str, keep_default_na=False)
-    row = g[g["experiment"] == "pd_shared_storage"].iloc[0]
+    row = g[g["Experiment"] == "pd_shared_storage"].iloc[0]
     assert row["Prefill GPU util mean (%)"] == row["Decode GPU util mean (%)"] == "- (no NVML GPU)"
-    assert (g["Status"] != "").all() and set(g["experiment"]) >= {"pd_shared_storage", "pd_nixl", "colocated"}
+    assert (g["Status"] != "").all() and set(g["Experiment"]) >= {"pd_shared_storage", "pd_nixl", "colocated"}

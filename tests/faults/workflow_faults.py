@@ -183,6 +183,12 @@ def _rec(work: Path, gpu: str, cell: str) -> dict:
     return json.loads(f.read_text()) if f.exists() else {}
 
 
+def _interrupted(work: Path, gpu: str, cell: str) -> dict:
+    """The copy of a cell's record the session wrote when a signal ended it (interrupted.json)."""
+    f = cell_dir(work, gpu, cell) / "interrupted.json"
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
 def _finished_kept(work: Path, gpu: str, cell: str) -> bool:
     """A cell the session had measured before the signal is still there: its raw output, and its
     record as cell.json or, where Snakemake went through its failed-job path first and deleted the
@@ -193,8 +199,7 @@ def _finished_kept(work: Path, gpu: str, cell: str) -> bool:
         return False
     if _rec(work, gpu, cell).get("status") == "ok":
         return True
-    f = d / "interrupted.json"
-    kept = json.loads(f.read_text()) if f.exists() else {}
+    kept = _interrupted(work, gpu, cell)
     return kept.get("status") == "ok" and kept.get("finished_before_signal") is True
 
 
@@ -262,7 +267,8 @@ def run_snakemake_interrupted(work: Path, sigint_pid: bool = False) -> list[dict
         exit_s = round(time.monotonic() - t_sig, 1)
         time.sleep(0.5)
         left = _kill_left(tag)
-        recs = {c: _rec(work, "cpu", c) for c in CELLS}
+        # the cells' records: cell.json, or the session's copy where Snakemake deleted the job's outputs
+        recs = {c: _rec(work, "cpu", c) or _interrupted(work, "cpu", c) for c in CELLS}
         rr1 = recs["rr1"]
         lost = int(not _finished_kept(work, "cpu", "rrinf"))
         if i > 0:  # the previous run's records of the cells re-measured now: archived, not lost
