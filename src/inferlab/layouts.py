@@ -1109,14 +1109,9 @@ def start_pd(
     classify = classify or engine.classify_failure
     if devices is None and gpu_index is not None:
         devices = job_devices(env)
-    baselines = {}
-    for i in nvml_indices(devices, gpu_index):
-        used = gpu_memory_used_mib(i)
-        if used is not None:
-            baselines[i] = used
-    logs = {m: folder / f"{m}.log" for m in ("prefill", "decode", "proxy")}
-    last: LayoutError | None = None
-    for attempt in range(bind_retries):
+    baselines = _gpu_baselines(devices, gpu_index)
+
+    def plans():
         ports = _distinct_ports(3)
         side = None
         if connector == "NixlConnector":
@@ -1124,7 +1119,7 @@ def start_pd(
                 m: free_port_range(devices_per_server({**server_args, **(layout_spec.get(m) or {})}))
                 for m in ("prefill", "decode")
             }
-        plans = pd_plan(
+        return pd_plan(
             engine,
             model_path,
             server_args,
@@ -1136,45 +1131,21 @@ def start_pd(
             devices,
             python,
         )
-        t0 = time.monotonic()
-        members: dict[str, Server] = {}
-        offsets = {}
-        try:
-            for name, p in plans.items():
-                logs[name].parent.mkdir(parents=True, exist_ok=True)
-                offsets[name] = logs[name].stat().st_size if logs[name].exists() else 0
-                try:
-                    # SIGTERM/SIGINT held back until the member is recorded: the teardown below sees it
-                    with deferred_signals():
-                        proc = spawn(p.cmd, logs[name], p.env, cwd or folder, mode="ab")
-                        members[name] = Server(proc, p.port, logs[name], p.health_path, t0)
-                except OSError as e:  # e.g. the engine's binary is missing
-                    raise LayoutError("engine_error", f"could not start the {name} server: {e}", member=name) from e
-            lay = Layout(
-                "pd",
-                members,
-                "proxy",
-                "decode",
-                {n: p.cmd for n, p in plans.items()},
-                folder,
-                connector,
-                gpu_baselines=baselines,
-                gpu_devices={n: p.devices for n, p in plans.items() if p.devices},
-            )
-            lay._wait_ready(t0 + ready_timeout_s, ready_timeout_s, classify)
-            lay.ready_s = round(time.monotonic() - t0, 3)
-            return lay.watch()
-        except LayoutError as e:
-            _kill_members(list(members.values()), grace_s=10.0)
-            last = e
-            if e.member and "address already in use" in _since(logs[e.member], offsets.get(e.member, 0)).lower():
-                if attempt + 1 < bind_retries:
-                    continue  # lost a bind race to another job: fresh ports
-            raise
-        except BaseException:
-            _kill_members(list(members.values()), grace_s=5.0)
-            raise
-    raise last  # pragma: no cover
+
+    def layout(members, plans, fan):
+        return Layout(
+            "pd",
+            members,
+            "proxy",
+            "decode",
+            {n: p.cmd for n, p in plans.items()},
+            folder,
+            connector,
+            gpu_baselines=baselines,
+            gpu_devices={n: p.devices for n, p in plans.items() if p.devices},
+        )
+
+    return _launch(engine, folder, cwd, plans, layout, ready_timeout_s, classify, bind_retries)
 
 
 def start_sglang_pd(
@@ -1216,66 +1187,29 @@ def start_sglang_pd(
     classify = classify or engine.classify_failure
     if devices is None and gpu_index is not None:
         devices = job_devices(env)
-    baselines = {}
-    for i in nvml_indices(devices, gpu_index):
-        used = gpu_memory_used_mib(i)
-        if used is not None:
-            baselines[i] = used
-    names = ["prefill", "decode", "router"]
-    logs = {m: folder / f"{m}.log" for m in names}
-    last: LayoutError | None = None
-    for attempt in range(bind_retries):
-        ports = dict(zip([*names, "prometheus", "bootstrap"], _distinct_ports(len(names) + 2), strict=True))
-        plans = sglang_pd_plan(engine, model_path, server_args, layout_spec, env, ports, devices, router_python)
-        t0 = time.monotonic()
-        members: dict[str, Server] = {}
-        offsets = {}
-        fan = None
-        try:
-            for name, p in plans.items():
-                offsets[name] = logs[name].stat().st_size if logs[name].exists() else 0
-                try:
-                    with deferred_signals():
-                        proc = spawn(p.cmd, logs[name], p.env, cwd or folder, mode="ab")
-                        members[name] = Server(proc, p.port, logs[name], p.health_path, t0)
-                except OSError as e:
-                    raise LayoutError("engine_error", f"could not start the {name} server: {e}", member=name) from e
-            fan = Fanout(
-                {m: members[m].base_url for m in ("prefill", "decode")},
-                getattr(engine, "metrics_path", "/metrics"),
-                engine.health_path,
-            )
-            lay = Layout(
-                "pd",
-                members,
-                "router",
-                "decode",
-                {n: p.cmd for n, p in plans.items()},
-                folder,
-                backend,
-                gpu_baselines=baselines,
-                gpu_devices={n: p.devices for n, p in plans.items() if p.devices},
-                fanout=fan,
-                counters_member="decode",
-            )
-            lay._wait_ready(t0 + ready_timeout_s, ready_timeout_s, classify)
-            lay.ready_s = round(time.monotonic() - t0, 3)
-            return lay.watch()
-        except LayoutError as e:
-            _kill_members(list(members.values()), grace_s=10.0)
-            if fan is not None:
-                fan.close()
-            last = e
-            if e.member and "address already in use" in _since(logs[e.member], offsets.get(e.member, 0)).lower():
-                if attempt + 1 < bind_retries:
-                    continue
-            raise
-        except BaseException:
-            _kill_members(list(members.values()), grace_s=5.0)
-            if fan is not None:
-                fan.close()
-            raise
-    raise last  # pragma: no cover
+    baselines = _gpu_baselines(devices, gpu_index)
+
+    def plans():
+        names = ["prefill", "decode", "router", "prometheus", "bootstrap"]
+        ports = dict(zip(names, _distinct_ports(len(names)), strict=True))
+        return sglang_pd_plan(engine, model_path, server_args, layout_spec, env, ports, devices, router_python)
+
+    def layout(members, plans, fan):
+        return Layout(
+            "pd",
+            members,
+            "router",
+            "decode",
+            {n: p.cmd for n, p in plans.items()},
+            folder,
+            backend,
+            gpu_baselines=baselines,
+            gpu_devices={n: p.devices for n, p in plans.items() if p.devices},
+            fanout=fan,
+            counters_member="decode",
+        )
+
+    return _launch(engine, folder, cwd, plans, layout, ready_timeout_s, classify, bind_retries, fanout=True)
 
 
 def start_router(
@@ -1316,61 +1250,87 @@ def start_router(
         devices = job_devices(env)
     if devices is None and cores is None:
         cores = sorted(os.sched_getaffinity(0))
-    baselines = {}
+    baselines = _gpu_baselines(devices, gpu_index)
+    names = [f"replica{i}" for i in range(n)] + ["router"]
+
+    def plans():
+        ports = dict(zip([*names, "prometheus"], _distinct_ports(len(names) + 1), strict=True))
+        return router_plan(
+            engine, model_path, server_args, layout_spec, env, ports, router_python, devices, cores, ready_timeout_s
+        )
+
+    def layout(members, plans, fan):
+        return Layout(
+            "router",
+            members,
+            "router",
+            "replica0",
+            {nm: p.cmd for nm, p in plans.items()},
+            folder,
+            gpu_baselines=baselines,
+            gpu_devices={n: p.devices for n, p in plans.items() if p.devices},
+            fanout=fan,
+            router={
+                "policy": policy,
+                "replicas": n,
+                "python": router_python,
+                "devices": {nm: p.devices for nm, p in plans.items() if p.devices is not None},
+                "plan": {
+                    "python": router_python,
+                    "worker_urls": [members[r].base_url for r in names[:-1]],
+                    "env": plans["router"].env,
+                    "cwd": str(cwd or folder),
+                    "startup_timeout_s": ready_timeout_s,
+                },
+            },
+        )
+
+    return _launch(engine, folder, cwd, plans, layout, ready_timeout_s, classify, bind_retries, fanout=True)
+
+
+def _gpu_baselines(devices: list[str] | None, gpu_index: int | None) -> dict:
+    """NVML index -> MiB used before a layout starts (what its stop waits to drain back to)."""
+    out = {}
     for i in nvml_indices(devices, gpu_index):
         used = gpu_memory_used_mib(i)
         if used is not None:
-            baselines[i] = used
-    names = [f"replica{i}" for i in range(n)] + ["router"]
-    logs = {m: folder / f"{m}.log" for m in names}
+            out[i] = used
+    return out
+
+
+def _launch(engine, folder: Path, cwd, make_plans, make_layout, ready_timeout_s, classify, bind_retries, fanout=False):
+    """Start a layout's members and wait until it is ready, before one deadline: ``make_plans()``
+    gives ``{name: MemberPlan}`` in start order (fresh free ports each call), ``make_layout(members,
+    plans, fan)`` the :class:`Layout`; ``fanout``: a :class:`Fanout` over its engine members (a
+    router's ``/metrics`` and cache reset). A member that lost a bind race to another job (``address
+    already in use`` in its log) is started again on fresh ports, up to ``bind_retries`` times; any
+    other failure, or a signal, tears down what was started and raises."""
     last: LayoutError | None = None
     for attempt in range(bind_retries):
-        ports = dict(zip([*names, "prometheus"], _distinct_ports(len(names) + 1), strict=True))
-        plans = router_plan(
-            engine, model_path, server_args, layout_spec, env, ports, router_python, devices, cores, ready_timeout_s
-        )
+        plans = make_plans()
+        logs = {m: folder / f"{m}.log" for m in plans}
         t0 = time.monotonic()
         members: dict[str, Server] = {}
         offsets = {}
         fan = None
         try:
             for name, p in plans.items():
+                logs[name].parent.mkdir(parents=True, exist_ok=True)
                 offsets[name] = logs[name].stat().st_size if logs[name].exists() else 0
                 try:
+                    # SIGTERM/SIGINT held back until the member is recorded: the teardown below sees it
                     with deferred_signals():
                         proc = spawn(p.cmd, logs[name], p.env, cwd or folder, mode="ab")
                         members[name] = Server(proc, p.port, logs[name], p.health_path, t0)
-                except OSError as e:
-                    raise LayoutError("engine_error", f"could not start {name}: {e}", member=name) from e
-            fan = Fanout(
-                {r: members[r].base_url for r in names[:-1]},
-                getattr(engine, "metrics_path", "/metrics"),
-                engine.health_path,
-            )
-            lay = Layout(
-                "router",
-                members,
-                "router",
-                "replica0",
-                {nm: p.cmd for nm, p in plans.items()},
-                folder,
-                gpu_baselines=baselines,
-                gpu_devices={n: p.devices for n, p in plans.items() if p.devices},
-                fanout=fan,
-                router={
-                    "policy": policy,
-                    "replicas": n,
-                    "python": router_python,
-                    "devices": {nm: p.devices for nm, p in plans.items() if p.devices is not None},
-                    "plan": {
-                        "python": router_python,
-                        "worker_urls": [members[r].base_url for r in names[:-1]],
-                        "env": plans["router"].env,
-                        "cwd": str(cwd or folder),
-                        "startup_timeout_s": ready_timeout_s,
-                    },
-                },
-            )
+                except OSError as e:  # e.g. the engine's binary is missing
+                    raise LayoutError("engine_error", f"could not start the {name} server: {e}", member=name) from e
+            if fanout:
+                fan = Fanout(
+                    {m: members[m].base_url for m in members if m not in FRONTS},
+                    getattr(engine, "metrics_path", "/metrics"),
+                    engine.health_path,
+                )
+            lay = make_layout(members, plans, fan)
             lay._wait_ready(t0 + ready_timeout_s, ready_timeout_s, classify)
             lay.ready_s = round(time.monotonic() - t0, 3)
             return lay.watch()
@@ -1381,7 +1341,7 @@ def start_router(
             last = e
             if e.member and "address already in use" in _since(logs[e.member], offsets.get(e.member, 0)).lower():
                 if attempt + 1 < bind_retries:
-                    continue
+                    continue  # lost a bind race to another job: fresh ports
             raise
         except BaseException:
             _kill_members(list(members.values()), grace_s=5.0)
