@@ -12,6 +12,23 @@
 # variant in config/h100-validation-week15.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# install_relayed NAME: reassemble .relay-NAME's parts (kept in /tmp/parts-NAME by stash-NAME calls),
+# verify the tar's sha256, install its wheels into /tmp/site-NAME (once; marked .installed)
+install_relayed() {
+  local n=$1
+  [ -f "/tmp/site-$n/.installed" ] && return 0
+  mkdir -p "/tmp/parts-$n" && cp ".relay-$n"/p*/* "/tmp/parts-$n/" 2>/dev/null || true
+  echo "[install-$n] $(ls "/tmp/parts-$n"/part[0-9]* | wc -l) parts: $(ls "/tmp/parts-$n" | tr '\n' ' ')"
+  cat "/tmp/parts-$n"/part[0-9]* > "/tmp/whl-$n.tar"
+  (cd /tmp && sed "s|  .*|  /tmp/whl-$n.tar|" "/tmp/parts-$n/whl.tar.sha256" | sha256sum -c -) \
+    || { echo "[install-$n] sha256 mismatch: a part is missing or damaged (relay it again)"; exit 1; }
+  rm -rf "/tmp/whl-$n" && mkdir -p "/tmp/whl-$n" && tar xf "/tmp/whl-$n.tar" -C "/tmp/whl-$n"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "/tmp/site-$n" \
+    "/tmp/whl-$n"/*.whl
+  touch "/tmp/site-$n/.installed"
+}
+
 case "${1:-install}" in
   stash)  # one relay call: keep this part where the next calls find it
     mkdir -p /tmp/parts && cp .relay/p*/* /tmp/parts/ && ls -la /tmp/parts ;;
@@ -34,18 +51,7 @@ case "${1:-install}" in
     mkdir -p /tmp/parts-sglang && cp .relay-sglang/p*/* /tmp/parts-sglang/ && ls -la /tmp/parts-sglang ;;
   install-sglang)
     [ -f /tmp/site/.installed ] || { echo "run scripts/device-h100.sh install first: SGLang's env reuses /tmp/site"; exit 1; }
-    if [ ! -f /tmp/site-sglang/.installed ]; then
-      mkdir -p /tmp/parts-sglang && cp .relay-sglang/p*/* /tmp/parts-sglang/ 2>/dev/null || true
-      n=$(ls /tmp/parts-sglang/part[0-9]* | wc -l)
-      echo "[install-sglang] $n parts: $(ls /tmp/parts-sglang | tr '\n' ' ')"
-      cat /tmp/parts-sglang/part[0-9]* > /tmp/whl-sglang.tar
-      (cd /tmp && sed 's|  .*|  /tmp/whl-sglang.tar|' /tmp/parts-sglang/whl.tar.sha256 | sha256sum -c -) \
-        || { echo "[install-sglang] sha256 mismatch: a part is missing or damaged (relay it again)"; exit 1; }
-      rm -rf /tmp/whl-sglang && mkdir -p /tmp/whl-sglang && tar xf /tmp/whl-sglang.tar -C /tmp/whl-sglang
-      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-sglang \
-        /tmp/whl-sglang/*.whl
-      touch /tmp/site-sglang/.installed
-    fi
+    install_relayed sglang
     # the env's python: SGLang's own versions first, then what it shares with vLLM's wheelhouse, then
     # the image; set here (not only in the preset's env_vars) because the load client's environment
     # drops PYTHONPATH (engines/sglang.py client_environ)
@@ -65,18 +71,7 @@ print("sglang", sglang.__version__, "sgl_kernel", getattr(sgl_kernel, "__version
     mkdir -p /tmp/parts-lmcache && cp .relay-lmcache/p*/* /tmp/parts-lmcache/ && ls -la /tmp/parts-lmcache ;;
   install-lmcache)
     [ -f /tmp/site/.installed ] || { echo "run scripts/device-h100.sh install first: LMCache's env reuses /tmp/site"; exit 1; }
-    if [ ! -f /tmp/site-lmcache/.installed ]; then
-      mkdir -p /tmp/parts-lmcache && cp .relay-lmcache/p*/* /tmp/parts-lmcache/ 2>/dev/null || true
-      n=$(ls /tmp/parts-lmcache/part[0-9]* | wc -l)
-      echo "[install-lmcache] $n parts: $(ls /tmp/parts-lmcache | tr '\n' ' ')"
-      cat /tmp/parts-lmcache/part[0-9]* > /tmp/whl-lmcache.tar
-      (cd /tmp && sed 's|  .*|  /tmp/whl-lmcache.tar|' /tmp/parts-lmcache/whl.tar.sha256 | sha256sum -c -) \
-        || { echo "[install-lmcache] sha256 mismatch: a part is missing or damaged (relay it again)"; exit 1; }
-      rm -rf /tmp/whl-lmcache && mkdir -p /tmp/whl-lmcache && tar xf /tmp/whl-lmcache.tar -C /tmp/whl-lmcache
-      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site-lmcache \
-        /tmp/whl-lmcache/*.whl
-      touch /tmp/site-lmcache/.installed
-    fi
+    install_relayed lmcache
     # the env: LMCache's own versions first (its caps: opentelemetry 1.40, numpy 2.2.6, ...), then
     # vLLM's wheelhouse, then the image; set in the wrappers (not only in the preset's env_vars) so
     # every process of the env sees the same path. bin/vllm runs /tmp/site's console script with it.
