@@ -354,3 +354,31 @@ def test_dict_valued_server_args_reach_the_engine_as_json():
     cmd = VLLM(None, {}).serve_command("/m", "127.0.0.1", 8000, {"speculative_config": spec})
     val = cmd[cmd.index("--speculative-config") + 1]
     assert json.loads(val) == spec and "'" not in val
+
+
+def test_visible_gpus_from_cuda_visible_devices(monkeypatch):
+    """CUDA_VISIBLE_DEVICES by index or UUID -> NVML indices (NVML itself is absent here: a module
+    with its four calls stands in for a node with 4 GPUs)."""
+    import types
+
+    nv = types.SimpleNamespace(
+        nvmlInit=lambda: None,
+        nvmlDeviceGetCount=lambda: 4,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetUUID=lambda h: f"GPU-{h}aaa".encode(),
+    )
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    for vis, want in [
+        (None, [0, 1, 2, 3]),
+        ("2,3", [2, 3]),
+        ("GPU-3aaa,GPU-1", [3, 1]),
+        ("1,7", [1]),
+        ("7", []),
+        ("MIG-xyz", [0]),
+    ]:
+        if vis is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", vis)
+        assert telemetry.visible_gpu_indices() == want, vis
+        assert telemetry.visible_gpu_index() == (want[0] if want else None), vis

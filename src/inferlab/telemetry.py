@@ -33,65 +33,48 @@ FIELDS = (
 POOL_KEYS = ("gpu_util_mean", "gpu_util_max", "mem_used_max_mib", "energy_j")
 
 
-def visible_gpu_index() -> int | None:
-    """NVML index of the job's (first) GPU: Slurm and CUDA name it in CUDA_VISIBLE_DEVICES, by
-    index or by UUID; None where NVML sees no GPU."""
+def _nvml_index(pynvml, dev: str, n: int) -> int | None:
+    """The NVML index of one CUDA_VISIBLE_DEVICES entry: an index (None beyond the n GPUs), or a
+    UUID (GPU-xxxx) NVML lists (None if it lists none such)."""
+    if dev.isdigit():
+        return int(dev) if int(dev) < n else None
+    for i in range(n):
+        try:
+            u = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))
+            u = u.decode() if isinstance(u, bytes) else u
+        except Exception:
+            continue
+        if u.startswith(dev) or dev.startswith(u):
+            return i
+    return None
+
+
+def visible_gpu_indices() -> list[int]:
+    """NVML indices of every GPU of the job: Slurm and CUDA name them in CUDA_VISIBLE_DEVICES, by
+    index or by UUID (every GPU NVML sees when unset; a first entry NVML does not list, e.g. a MIG
+    id, stands for GPU 0); [] where NVML sees no GPU."""
     try:
         import pynvml
 
         pynvml.nvmlInit()
         n = pynvml.nvmlDeviceGetCount()
     except Exception:
-        return None
+        return []
     if n == 0:
-        return None
-    vis = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-    if not vis:
-        return 0
-    if vis.isdigit():
-        return int(vis) if int(vis) < n else None
-    for i in range(n):  # a UUID (GPU-xxxx) or MIG id
-        try:
-            u = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))
-            u = u.decode() if isinstance(u, bytes) else u
-            if u.startswith(vis) or vis.startswith(u):
-                return i
-        except Exception:
-            continue
-    return 0
-
-
-def visible_gpu_indices() -> list[int]:
-    """NVML indices of every GPU of the job (its CUDA_VISIBLE_DEVICES, by index or UUID; every GPU
-    NVML sees when unset); [] where NVML sees none."""
-    first = visible_gpu_index()
-    if first is None:
         return []
     vis = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    try:
-        import pynvml
-
-        n = pynvml.nvmlDeviceGetCount()
-    except Exception:
-        return [first]
     if not vis:
         return list(range(n))
-    out = []
-    for v in vis:
-        if v.isdigit():
-            if int(v) < n:
-                out.append(int(v))
-            continue
-        for i in range(n):
-            try:
-                u = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))
-                u = u.decode() if isinstance(u, bytes) else u
-            except Exception:
-                continue
-            if u.startswith(v) or v.startswith(u):
-                out.append(i)
-                break
-    return out or [first]
+    out = [i for i in (_nvml_index(pynvml, v, n) for v in vis) if i is not None]
+    if not out and not vis[0].isdigit():
+        out = [0]
+    return out
+
+
+def visible_gpu_index() -> int | None:
+    """NVML index of the job's first GPU (:func:`visible_gpu_indices`); None where NVML sees none."""
+    idx = visible_gpu_indices()
+    return idx[0] if idx else None
 
 
 class Sampler:
