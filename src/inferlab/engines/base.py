@@ -202,8 +202,9 @@ class Engine:
 
     def _remember_probe(self, stdout: str) -> None:
         import json
-        import tempfile
         import time
+
+        from .. import io  # the standard library only, as this module
 
         f = self.probe_cache_file()
         try:
@@ -212,14 +213,10 @@ class Engine:
             return
         if f is None or not isinstance(versions, dict):
             return
+        rec = {"probe": self.catalog.get("probe"), "python": self.python, "versions": versions}
+        rec["probed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         try:  # atomic: a concurrent job reads the old file or the new one, never half of one
-            f.parent.mkdir(parents=True, exist_ok=True)
-            rec = {"probe": self.catalog.get("probe"), "python": self.python, "versions": versions}
-            rec["probed_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            fd, tmp = tempfile.mkstemp(dir=f.parent, prefix=f".{f.name}.")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(rec, fh)
-            os.replace(tmp, f)
+            io.write_json(f, rec)
         except OSError:  # a cache that cannot be written costs time, never a cell
             return
 
