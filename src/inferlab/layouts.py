@@ -195,13 +195,8 @@ def pd_plan(
         menv = dict(base)
         devs = None
         if devices is not None:
-            n = devices_per_server({**server_args, **(layout_spec.get(m) or {})})
-            devs = [str(d) for d in devices[offset : offset + n]]
-            if len(devs) < n:
-                raise LayoutError(
-                    "resources", f"pd layout: the {m} server needs {n} devices; the job has {list(devices)}"
-                )
-            offset += n
+            devs = _member_devices(server_args, layout_spec, devices, offset, m)
+            offset += len(devs)
             menv["CUDA_VISIBLE_DEVICES"] = ",".join(devs)
         if connector == "NixlConnector":
             if not side_ports or m not in side_ports:
@@ -239,6 +234,8 @@ def is_sglang(engine) -> bool:
 
 
 def _member_devices(server_args, layout_spec, devices, offset, m):
+    """The P/D member ``m``'s slice of the job's devices from ``offset`` (its own args over the
+    configuration's say how many)."""
     n = devices_per_server({**server_args, **(layout_spec.get(m) or {})})
     devs = [str(d) for d in devices[offset : offset + n]]
     if len(devs) < n:
