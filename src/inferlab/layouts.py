@@ -1431,15 +1431,5 @@ def nvml_indices(devices: list[str] | None, gpu_index: int | None) -> list[int]:
 
 def nixl_available(engine, env: dict | None = None) -> tuple[bool, str]:
     """Whether the engine's Python can find the ``nixl`` package (NixlConnector needs it)."""
-    py = engine.python
-    code = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('nixl') else 3)"
-    try:
-        r = subprocess.run([py, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, f"NixlConnector: could not ask {py} for the nixl package: {e}"
-    if r.returncode == 0:
-        return True, ""
-    if r.returncode == 3:
-        return False, f"NixlConnector needs the nixl package (vLLM requirements/kv_connectors.txt); {py} has none"
-    tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
-    return False, f"NixlConnector: {py} failed to look for nixl: {tail[0]}"
+    ok, why = package_available(engine, "nixl", env)
+    return ok, "" if ok else f"NixlConnector needs the nixl package (vLLM requirements/kv_connectors.txt): {why}"
