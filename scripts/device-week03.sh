@@ -6,7 +6,7 @@
 # (poll with `sleep 180; scripts/device-week03.sh snapshot`: the device releases an idle machine after
 # 30 s and may take a busy one back, so each poll keeps the call busy and brings results home).
 # Needs scripts/device-h100.sh install first. PRESET and TARGETS choose what runs; GPU (default h100)
-# names the catalog GPU.
+# names the catalog GPU. SEQ="targets;PRESET=config/other.yaml targets;..." runs several plans in turn.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
@@ -21,7 +21,15 @@ case "${1:-status}" in
       # wanted first, so a lease that ends early has them); each line of run.cmd is one run
       IFS=';' read -ra groups <<< "$SEQ"
       : > results/run.cmd
-      for g in "${groups[@]}"; do echo "${BASE[*]} $g" >> results/run.cmd; done
+      # a group may start with its own preset ("PRESET=config/x.yaml targets"): one lease, several plans
+      for g in "${groups[@]}"; do
+        g="${g# }"
+        if [[ "$g" == PRESET=* ]]; then
+          p="${g%% *}"; b=("${BASE[@]}"); b[6]="${p#PRESET=}"; echo "${b[*]} ${g#* }" >> results/run.cmd
+        else
+          echo "${BASE[*]} $g" >> results/run.cmd
+        fi
+      done
       setsid nohup bash -c 'while read -r line; do $line; done < results/run.cmd' > results/run.log 2>&1 < /dev/null &
     else
       setsid nohup "${SMK[@]}" > results/run.log 2>&1 < /dev/null &
