@@ -26,6 +26,35 @@ def test_week03_full_matrix_on_four_gpus():
     assert all(c.engine_args["enable_prefix_caching"] is False for c in cells)
 
 
+def test_week11_cluster_eagle_heads_are_pinned_hub_models_of_the_target():
+    """The cluster's EAGLE labels name catalog heads (config/models.yaml) that stage 1 downloads at a
+    pinned commit, with vLLM's method for each, drafting for the served Llama-3.1-8B (same width and
+    vocabulary: the head reuses the target's embeddings and hidden states)."""
+    cfg = config.load("config/cluster.yaml", base_dir=ROOT)
+    spec = [c for c in matrix.expand_week(cfg, "week11") if c.experiment == "spec"]
+    labels = {c.server_axes["speculative_config"] for c in spec}
+    assert labels == {"ngram", "draft", "eagle", "eagle3"}
+    target = cfg.models[cfg.preset["model"]]["architecture"]
+    heads = {}
+    for c in spec:
+        sc = c.engine_args["speculative_config"]
+        if sc["method"] in ("eagle", "eagle3"):
+            heads[sc["method"]] = tuple(matrix.model_refs(sc))
+    assert heads == {"eagle": ("llama-3.1-8b-instruct-eagle",), "eagle3": ("llama-3.1-8b-instruct-eagle3",)}
+    for method, (mid,) in heads.items():
+        m = cfg.models[mid]
+        assert m["source"] == "hub" and len(m["revision"]) == 40 and int(m["revision"], 16) >= 0
+        assert m["repo_id"].startswith("yuhuili/EAGLE3-" if method == "eagle3" else "yuhuili/EAGLE-")
+        arch = m["architecture"]
+        assert arch["num_hidden_layers"] == 1
+        for k in ("hidden_size", "vocab_size", "num_attention_heads", "num_key_value_heads"):
+            assert arch[k] == target[k], (mid, k)
+    # every rate of every k is measured for both heads on every GPU of the preset
+    for label in ("eagle", "eagle3"):
+        mine = [c for c in spec if c.server_axes["speculative_config"] == label]
+        assert len(mine) == len(cfg.preset["gpus"]) * 4 * 3
+
+
 def test_preset_overrides_reduce_sweep(catalog):
     cfg = load_preset(
         catalog, overrides={"week03": {"decode": {"sweep": {"batch_size": [2, 8]}, "fixed": {"num_iters": 3}}}}
