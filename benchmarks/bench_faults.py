@@ -10,6 +10,8 @@ SIGTERM and SIGINT to its pid, mid-cell of a real ``vllm serve`` session on the 
 scancel of the workflow's serving session during start-up and mid-cell, and NODE_FAIL (or a
 requeue) on the test Slurm) follow the toy-session rows, from their own scenarios, where the vLLM
 CPU engine (and, for the Slurm rows, the test Slurm as root) is here; ``--no-workflow`` leaves them out.
+The Slurm rows count processes left as the test Slurm tracks them (scripts/slurm-up.sh:
+proctrack/cgroup where the kernel has it, as a real cluster; the header line says which).
 Wrap it in ``flock /tmp/inferlab-engine.lock``: the workflow rows start vLLM.
 
     .venv/bin/python benchmarks/bench_faults.py [--kind KIND ...] [--no-workflow | --only-workflow] [--requeue] [--json out.json]
@@ -52,7 +54,11 @@ def main(argv=None) -> int:
                 print("[workflow] Snakemake interrupted mid-cell (vLLM, ~3 min)", file=sys.stderr, flush=True)
                 rows += workflow_faults.run_snakemake_interrupted(Path(tmp) / "snakemake", sigint_pid=True)
                 if workflow_faults.slurm_ready():
-                    print("[workflow] Slurm kills of a serving session (vLLM, ~4 min)", file=sys.stderr, flush=True)
+                    print(
+                        f"[workflow] Slurm kills of a serving session (vLLM, ~4 min; {workflow_faults.proctrack()})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     rows += workflow_faults.run_slurm_session_faults(Path(tmp) / "slurm", requeue=a.requeue)
                 else:
                     print("[workflow] no test Slurm here (scripts/slurm-up.sh, as root): Slurm rows left out")

@@ -18,8 +18,18 @@ tac "$STARTED" | while read -r name pid; do
     *"/$name"|*"/$name-wlm") kill -TERM "$pid" 2>/dev/null || true
       for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-      echo "[slurm-down] stopped $name ($pid)" ;;
+      echo "[slurm-down] stopped $name ($pid)"
+      if [ "$name" = slurmd ]; then touch "$STARTED.slurmd-stopped"; fi ;;
     *) echo "[slurm-down] $name ($pid) no longer running" ;;
   esac
 done
+# the cgroups slurmd made for proctrack/cgroup (scripts/slurm-up.sh): empty once its jobs are gone;
+# rmdir removes only empty ones, so a cgroup that still holds a process stays (and says so)
+# (only when this script stopped slurmd: a slurmd still running keeps its own)
+for top in /sys/fs/cgroup/*/"slurm_$(hostname -s)" /sys/fs/cgroup/"slurm_$(hostname -s)"; do
+  [ -f "$STARTED.slurmd-stopped" ] && [ -d "$top" ] || continue
+  find "$top" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  if [ -d "$top" ]; then echo "[slurm-down] $top not empty: $(cat "$top"/cgroup.procs | wc -l) processes" >&2; fi
+done
+rm -f "$STARTED.slurmd-stopped"
 : > "$STARTED"

@@ -5,12 +5,31 @@
 # Idempotent: what already runs is left alone. Records the PIDs it started in $STATE/started so
 # scripts/slurm-down.sh stops exactly those. No accounting (slurmdbd): status is polled with squeue,
 # so MinJobAge keeps finished jobs visible.
+# Process tracking as on a real cluster: proctrack/cgroup (a job's processes stay in its cgroup, so
+# the end of a step kills every one of them, reparented or not) where this kernel offers it (cgroup
+# v1 with the freezer controller mounted, or a cgroup v2 hierarchy); proctrack/linuxproc only where
+# it does not (it follows parent links: a process whose parent exits escapes the step's kill).
+# INFERLAB_SLURM_PROCTRACK=cgroup|linuxproc forces one. Changing it needs slurm-down.sh first.
 set -euo pipefail
 STATE=${INFERLAB_SLURM_STATE:-/var/lib/inferlab-slurm}
 STARTED=${INFERLAB_SLURM_STARTED:-$STATE/started}  # the daemons this bring-up started (slurm-down stops those)
 CPUS=${INFERLAB_SLURM_CPUS:-4}        # advertised cores (config_overrides lets 2 real cores host 2 jobs)
 MEM=${INFERLAB_SLURM_MEM_MB:-16000}   # advertised memory (MB)
 [ "$(id -u)" = 0 ] || { echo "slurm-up: needs root" >&2; exit 2; }
+
+# which cgroup hierarchy Slurm 22.05's proctrack/cgroup can use here: v2 (/sys/fs/cgroup is cgroup2),
+# v1 (a freezer controller mounted at /sys/fs/cgroup/freezer), else none
+cgroup_version() {
+  if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then echo v2
+  elif [ "$(stat -fc %T /sys/fs/cgroup/freezer 2>/dev/null)" = cgroupfs ]; then echo v1
+  else echo none; fi
+}
+CGV=$(cgroup_version)
+PROCTRACK=${INFERLAB_SLURM_PROCTRACK:-$([ "$CGV" = none ] && echo linuxproc || echo cgroup)}
+if [ "$PROCTRACK" = cgroup ] && [ "$CGV" = none ]; then
+  echo "slurm-up: proctrack/cgroup asked for, but no cgroup v2 or v1 freezer hierarchy here" >&2; exit 4
+fi
+[ "$PROCTRACK" = linuxproc ] && echo "[slurm-up] proctrack/linuxproc: a job's process whose parent exits escapes the step's kill" >&2
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
   echo "[slurm-up] installing munge + slurm (Debian packages)"
@@ -52,7 +71,7 @@ SlurmctldPidFile=/run/slurm/slurmctld.pid
 SlurmdPidFile=/run/slurm/slurmd.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/$PROCTRACK
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -79,8 +98,18 @@ if [ -f /etc/slurm/slurm.conf ] && ! grep -q "managed by inferlab" /etc/slurm/sl
 fi
 printf '%s\n' "$conf" > /etc/slurm/slurm.conf
 printf 'AutoDetect=off\n%s' "$gres_lines" > /etc/slurm/gres.conf
+# cgroup.conf: only process tracking (the job's cgroup holds its processes); nothing constrained
+# (cores, memory and the fake GPU devices stay as task/none leaves them)
+printf '%s\n' "# managed by inferlab scripts/slurm-up.sh (test cluster)" \
+  "CgroupPlugin=$([ "$CGV" = v2 ] && echo cgroup/v2 || echo cgroup/v1)" "CgroupMountpoint=/sys/fs/cgroup" \
+  ConstrainCores=no ConstrainRAMSpace=no ConstrainSwapSpace=no ConstrainDevices=no > /etc/slurm/cgroup.conf
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if alive /run/slurm/slurmd.pid; then  # already up: say so if it tracks processes otherwise than asked
+  running=$(scontrol show config 2>/dev/null | awk '$1 == "ProctrackType" {print $3}')
+  [ -z "$running" ] || [ "$running" = "proctrack/$PROCTRACK" ] \
+    || echo "[slurm-up] running with $running, not proctrack/$PROCTRACK: scripts/slurm-down.sh, then slurm-up.sh" >&2
+fi
 started() { echo "$1 $(cat "$2")" >> "$STARTED"; }
 
 if ! alive /run/munge/munged.pid; then

@@ -8,6 +8,7 @@ model...). Every error is a :class:`ConfigError` whose message names the file an
 from __future__ import annotations
 
 import copy
+import ipaddress
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,7 @@ from . import tools as tools_mod
 from .errors import ConfigError
 
 CATALOGS = ("gpus", "models", "datasets", "engines")
+LOOPBACK = "127.0.0.1"  # the preset's default server_bind
 
 
 def _schema(name: str) -> dict:
@@ -133,12 +135,19 @@ class Config:
 
     def engine_entry(self, engine: str) -> dict:
         """The catalog entry of an engine or engine variant, with its base's fields inherited
-        (a variant says ``base: vllm`` and adds args, env vars, server args)."""
+        (a variant says ``base: vllm`` and adds args, env vars, server args), and the preset's
+        ``server_bind`` where it is not the default (the adapter binds its server there; the entry
+        is in every configuration's rule params, so the default leaves them unchanged)."""
+        entry = self._catalog_entry(engine)
+        bind = self.preset.get("server_bind", LOOPBACK)
+        return entry if bind == LOOPBACK else {**entry, "server_bind": bind}
+
+    def _catalog_entry(self, engine: str) -> dict:
         e = self.engines[engine]
         base = e.get("base")
         if not base:
             return e
-        b = self.engine_entry(base)
+        b = self._catalog_entry(base)
         merged = {**b, **{k: v for k, v in e.items() if v not in ([], {}, None)}}
         merged["args"] = {**b.get("args", {}), **e.get("args", {})}
         merged["env_vars"] = {**b.get("env_vars", {}), **e.get("env_vars", {})}
@@ -205,6 +214,12 @@ def _check_references(cfg: Config, preset_file) -> None:
     for e in p["engines"]:
         if e not in cfg.engines:
             raise ConfigError(preset_file, f"engines.{e}", _unknown("engine", e, cfg.engines))
+    try:
+        ipaddress.IPv4Address(p.get("server_bind", LOOPBACK))
+    except ValueError:
+        raise ConfigError(
+            preset_file, "server_bind", f"{p['server_bind']!r} is not an IPv4 address (e.g. 127.0.0.1, 0.0.0.0)"
+        ) from None
     for e in cfg.engines:
         _check_env_axes(cfg, e)
     for mid, m in cfg.models.items():  # a trained model reuses a built model's tokenizer

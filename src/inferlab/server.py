@@ -12,10 +12,15 @@
 - Teardown terminates the group, waits until no member is left, and, where NVML sees the GPU,
   until the GPU's memory has drained back to what it was before the server started.
 - The server's log is kept (``server.log``) beside the session's outputs.
+- It binds loopback (``HOST``) unless the run's preset says otherwise (``server_bind``, for a layout
+  that spans nodes): a bind beyond loopback needs the per-job API key the session generates
+  (:func:`needs_api_key`); the benchmark client still connects over loopback when the bind is a
+  wildcard address (:func:`client_host`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import signal
 import socket
 import subprocess
@@ -29,6 +34,18 @@ from pathlib import Path
 from .runner import _group_alive, kill_group, spawn
 
 HOST = "127.0.0.1"  # the benchmark client runs in the same job, on the same node
+
+
+def needs_api_key(bind: str) -> bool:
+    """A server bound to ``bind`` is reachable beyond this node's loopback: it must require a key."""
+    return not ipaddress.ip_address(bind).is_loopback
+
+
+def client_host(bind: str) -> str:
+    """Where a client in the same job reaches a server bound to ``bind``: loopback for a loopback
+    or wildcard bind (every interface includes loopback), else the bound address itself."""
+    ip = ipaddress.ip_address(bind)
+    return HOST if ip.is_loopback or ip.is_unspecified else bind
 
 
 def free_port(host: str = HOST) -> int:
@@ -73,10 +90,11 @@ class Server:
     drain: dict = field(default_factory=dict)
     gpu_baseline_mib: float | None = None
     gpu_index: int | None = None
+    host: str = HOST  # where clients in this job connect (client_host of the bind)
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -98,8 +116,12 @@ class Server:
         gpu_index: int | None = None,
         bind_retries: int = 3,
         owned: list | None = None,
+        bind: str = HOST,
     ) -> Server:
         """Start ``make_cmd(port)`` and wait until it is ready. Raises :class:`ServerError`.
+
+        ``bind``: the address ``make_cmd`` binds the server to (its port is probed free there);
+        clients connect to :func:`client_host` of it.
 
         ``owned``: the caller's list of servers it must tear down; the server is appended to it
         the moment its process exists (SIGTERM/SIGINT held back from the spawn to the append), so
@@ -110,14 +132,21 @@ class Server:
         baseline = gpu_memory_used_mib(gpu_index)
         last = None
         for attempt in range(bind_retries):
-            port = free_port()
+            port = free_port(bind)
             cmd = make_cmd(port)
             srv = None
             try:
                 with deferred_signals():
                     proc = spawn(cmd, log, env, cwd, mode="ab")
                     srv = cls(
-                        proc, port, log, health_path, time.monotonic(), gpu_baseline_mib=baseline, gpu_index=gpu_index
+                        proc,
+                        port,
+                        log,
+                        health_path,
+                        time.monotonic(),
+                        gpu_baseline_mib=baseline,
+                        gpu_index=gpu_index,
+                        host=client_host(bind),
                     )
                     if owned is not None:
                         owned.append(srv)

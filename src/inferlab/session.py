@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -34,7 +35,7 @@ from .engines import base as engine_base
 from .engines import serving as serving_parse
 from .engines.base import Engine
 from .runner import INTERRUPTED, RECORD, _slurm_state, _Terminated, kill_group, log_tail, new_record, spawn
-from .server import HOST, Server, ServerError
+from .server import HOST, Server, ServerError, needs_api_key
 
 SESSION = "session.json"
 SERVER_LOG = "server.log"
@@ -62,10 +63,27 @@ class _Cell:
         self.cell = cell
         self.dir = Path(outdir).absolute()
         self.dir.mkdir(parents=True, exist_ok=True)
-        _archive(self.dir, (RAW, CLIENT_LOG, RECORD, INTERRUPTED, BACKGROUND_RAW, BACKGROUND_LOG))
         self.record = new_record(
             cell, client_log=CLIENT_LOG, engine_log=str(Path("..") / sdir.name / SERVER_LOG), measured_by="server"
         )
+        if (self.dir / CLIENT_LOG).exists() and not any((self.dir / n).exists() for n in (RECORD, INTERRUPTED)):
+            # a previous attempt was measuring this cell and nothing typed it: a node failure (then Slurm
+            # requeues the job) or KillWait's SIGKILL leave the session no handler to run. Typed now,
+            # before it is archived, so the attempt is a record and not a hole
+            restarts = os.environ.get("SLURM_RESTART_COUNT")
+            io.write_json(
+                self.dir / INTERRUPTED,
+                {
+                    **self.record,
+                    "status": "failed",
+                    "reason": "cancelled",
+                    "detail": "the attempt ended before the session kept a record"
+                    + (f" (Slurm requeued the job: restart {restarts})" if restarts else ""),
+                    "log_tail": log_tail(self.dir / CLIENT_LOG),
+                    "typed_by": "next_attempt",
+                },
+            )
+        _archive(self.dir, (RAW, CLIENT_LOG, RECORD, INTERRUPTED, BACKGROUND_RAW, BACKGROUND_LOG))
         self.t0 = None
         self.t_wall = None  # unix times around the client run (gauge window)
 
@@ -154,6 +172,31 @@ def run_session(
             c.finish("skipped", "engine_unavailable", why)
         return _write_session(sdir, session, t_start, status="skipped", detail=why)
 
+    # servers stay private: loopback, unless the preset binds beyond it (a layout spanning nodes);
+    # then a key for this job alone, handed to the server and the clients in their environment only
+    kind = (layout or {}).get("kind", "single")
+    bind = engine.server_bind if kind == "single" else HOST
+    api_key = None
+    if engine.server_bind != HOST:
+        session["server_bind"] = {"requested": engine.server_bind, "bind": bind}
+        if bind != engine.server_bind:
+            session["server_bind"]["why"] = f"the members of a {kind} layout bind loopback (inferlab.layouts)"
+    if needs_api_key(bind):
+        if not engine.api_key_env:
+            why = (
+                f"server_bind {bind} reaches beyond loopback, so the server needs a per-job API key, but "
+                f"{engine.name}'s server takes one only on its command line, which is recorded and logged"
+            )
+            for c in todo:
+                c.record["provenance"] = prov
+                c.finish("skipped", "unsupported", why)
+            return _write_session(sdir, session, t_start, status="skipped", detail=why)
+        api_key = secrets.token_urlsafe(32)
+        session["server_bind"]["api_key"] = (
+            f"generated for this job; in the server's {engine.api_key_env} and the clients' "
+            f"{engine.client_api_key_env}, never written"
+        )
+
     gpu_index = telemetry.visible_gpu_index()
     # every GPU of the job (a layout's members hold different ones: P/D, replicas, TP)
     sampler = telemetry.Sampler(sdir / TELEMETRY, telemetry.visible_gpu_indices() or None).start()
@@ -191,13 +234,14 @@ def run_session(
 
         # the effective server environment (what the workflow set or unset; secrets redacted)
         prov["server_env"] = session["server_env"] = matrix.env_record(env, os.environ)
+        if api_key:  # after the record: it says a key was set, never which
+            env[engine.api_key_env] = api_key
+            prov["server_env"][engine.api_key_env] = "<redacted: per-job key>"
 
         def make_cmd(port):
             nonlocal server_cmd
-            server_cmd = engine.serve_command(model_path, HOST, port, args)
+            server_cmd = engine.serve_command(model_path, bind, port, args)
             return server_cmd
-
-        kind = (layout or {}).get("kind", "single")
 
         def start_server():
             nonlocal server_cmd
@@ -212,6 +256,7 @@ def run_session(
                     classify=engine.classify_failure,
                     gpu_index=gpu_index,
                     owned=owned,
+                    bind=bind,
                 )
             # several processes (prefill + decode + proxy): ready when all are; the client
             # talks to the layout's front (the proxy); a member that dies is named
@@ -311,12 +356,18 @@ def run_session(
                 sampler,
                 faults.get(c.cell["cell"]),
                 warmup_requests,
+                api_key,
             )
             if c.record["status"] == "ok":
                 _server_metrics(c, engine, server, before, gauges)
             if c.cell["params"].get("profile") and c.record["status"] == "ok":
                 _profile(c, prof_dir)
             session["cells_s"][c.cell["cell"]] = c.record["wall_s"]
+            # kept now, not only from a signal handler: on a real cluster Slurm's SIGTERM reaches only
+            # the step's task (proctrack/cgroup), so the session may get nothing but KillWait's SIGKILL,
+            # and a node failure gives it nothing at all. Snakemake deletes a failed job's outputs, and
+            # a requeued job's own outputs before it runs: reconcile restores this copy, a requeue archives it
+            io.write_json(c.dir / INTERRUPTED, {**c.record, "finished_before_signal": True})
             if c.record["reason"] == "server_died":
                 died_in = c.cell["cell"]
     except _Terminated as t:
@@ -351,6 +402,8 @@ def run_session(
             if srv.stopped_s is None:
                 srv.stop(grace_s=5.0, drain_timeout_s=10.0)
         sampler.stop()
+    for c in todo:  # the session ended on its own: every record is in its cell.json
+        (c.dir / INTERRUPTED).unlink(missing_ok=True)
     return _write_session(sdir, session, t_start, status="done")
 
 
@@ -430,7 +483,11 @@ def _server_metrics(c: _Cell, engine, server: Server, before, gauges) -> None:
     if c.t_wall:
         rows += gauges.rows(*c.t_wall)
     if c.t_wall and engine.catalog.get("probe") == "lmcache":  # LMCache's own retrieve/store lines
-        rows += lmcache_log.cell_rows(Path(server.log).read_text(errors="replace"), *c.t_wall)
+        text = Path(server.log).read_text(errors="replace")
+        rows += lmcache_log.cell_rows(text, *c.t_wall)
+        sick = lmcache_log.unhealthy(text)
+        if sick and c.record["status"] == "ok":  # it measured plain vLLM, not LMCache: typed, not a 0-hit row
+            c.record.update(status="failed", reason="engine_error", detail=sick)
     c.record["server_metrics"] = rows
     io.write_json(c.dir / RECORD, c.record)
 
@@ -452,8 +509,26 @@ def reset_cache_of(base_url: str, path: str, timeout_s: float = 30.0) -> dict:
     return {"path": path, "ok": 200 <= status < 300, "http_status": status, "s": round(time.monotonic() - t0, 3)}
 
 
+def _client_environ(engine, api_key: str | None) -> dict:
+    """The load client's environment: the engine's, plus the server's per-job key where it has one
+    (sent as ``Authorization: Bearer``; never on the client's recorded command line)."""
+    env = engine.client_environ()
+    if api_key:
+        env[engine.client_api_key_env] = api_key
+    return env
+
+
 def _run_one(
-    c: _Cell, engine, server: Server, model_path, dataset_path, timeout_s, sampler, fault, warmups: int = 0
+    c: _Cell,
+    engine,
+    server: Server,
+    model_path,
+    dataset_path,
+    timeout_s,
+    sampler,
+    fault,
+    warmups: int = 0,
+    api_key: str | None = None,
 ) -> None:
     raw = c.dir / RAW
     clog = c.dir / CLIENT_LOG
@@ -472,8 +547,9 @@ def _run_one(
     c.record["injected_fault"] = fault
     c.begin()
     t_wall0 = time.time()
-    bg = _start_background(c, engine, server, model_path)  # a concurrent second load (Week 8), or None
-    proc = spawn(cmd, clog, engine.client_environ(), c.dir)
+    # a concurrent second load (Week 8), or None
+    bg = _start_background(c, engine, server, model_path, api_key)
+    proc = spawn(cmd, clog, _client_environ(engine, api_key), c.dir)
     try:
         if fault == "kill_server":
             # a real failure for tests: the server's whole group is killed while the client loads it
@@ -546,7 +622,7 @@ BACKGROUND_RAW = "background.json"
 BACKGROUND_LOG = "background.log"
 
 
-def _start_background(c: _Cell, engine, server, model_path):
+def _start_background(c: _Cell, engine, server, model_path, api_key: str | None = None):
     """A cell's background load (tools/bench_serving.py ``background_*``): a second client of the engine's own,
     started with the cell's client, its own random prompts, lengths and rate, no warm-up; its
     result (with per-request detail) goes to ``background.json`` beside raw.json."""
@@ -565,7 +641,7 @@ def _start_background(c: _Cell, engine, server, model_path):
     out = c.dir / BACKGROUND_RAW
     cmd = engine.client_command(server.base_url, model_path, p, "", out, warmups=0)
     c.record["background"] = {"params": p, "command": cmd}
-    return spawn(cmd, c.dir / BACKGROUND_LOG, engine.client_environ(), c.dir)
+    return spawn(cmd, c.dir / BACKGROUND_LOG, _client_environ(engine, api_key), c.dir)
 
 
 def _finish_background(c: _Cell, proc, timeout_s, t0: float) -> str | None:

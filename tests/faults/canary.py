@@ -1,6 +1,7 @@
-"""Scan a workflow run's work dir for a secret (issue 18: a canary ``HF_TOKEN``): every log, record,
-raw output, Parquet (decoded: its strings may be compressed), report, export (MLflow, llm-d) and
-Slurm log, gzip-compressed files decoded too. Returns where the secret was found."""
+"""Scan a workflow run's work dir for a secret (issue 18: a canary ``HF_TOKEN``; a serving job's
+per-job API key, read back from its server's environment: tests/faults/test_api_key.py): every log,
+record, raw output, Parquet (decoded: its strings may be compressed), report, export (MLflow, llm-d)
+and Slurm log, gzip-compressed files decoded too. Returns where the secret was found."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _texts(path: Path):
 
 def scan_for_secret(work: Path | str, secret: str = CANARY, skip=()) -> list[str]:
     """Files under ``work`` (relative paths) whose content holds ``secret``; ``skip``: relative paths
-    that legitimately hold it (none in a run: the token is read from the environment, never written)."""
+    that legitimately hold it (none in a run: a token or key is read from the environment, never written)."""
     work = Path(work)
     needle = secret.encode()
     hits = []

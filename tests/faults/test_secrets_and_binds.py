@@ -42,11 +42,13 @@ def test_shared_run_leaves_no_hf_token(shared_run):
 
 def test_servers_bind_loopback_only():
     """Every layout here is one node: the server, the layouts' members and the P/D proxy are all
-    started on inferlab.server.HOST, which is loopback; nothing listens on all interfaces. (A layout
-    spanning nodes would need an API key generated per job: none exists yet.)"""
+    started on inferlab.server.HOST, which is loopback; nothing listens on all interfaces unless a
+    preset's ``server_bind`` says so, and then the session generates a per-job API key
+    (tests/faults/test_api_key.py); the adapters' default bind is loopback."""
     assert server.HOST == "127.0.0.1"
     for eng in (VLLM(None, {"python": "python"}), SGLang(None, {"python": "python"})):
-        cmd = eng.serve_command("/m", server.HOST, 8123, {})
+        assert eng.server_bind == server.HOST and not server.needs_api_key(eng.server_bind)
+        cmd = eng.serve_command("/m", eng.server_bind, 8123, {})
         assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     src = server.__file__.rsplit("/", 1)[0]
     for f in ("server.py", "layouts.py", "pd_proxy.py", "session.py", "scrape.py"):

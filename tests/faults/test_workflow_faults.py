@@ -71,12 +71,10 @@ def test_slurm_kills_of_a_serving_session_are_typed_tabulated_and_leave_no_serve
     rq = rows["l40s"]
     assert rq["info"]["requeued"] and rq["slurm_state"] == "COMPLETED", rq
     assert "Duplicate" not in rq["node_after_run"], rq  # restarted only once the first attempt was over
-    # a node set down on a live node (proctrack/linuxproc): Slurm ends the batch step at once, without
-    # KillWait's SIGKILL, and the plugin's batch-level `snakemake --executor slurm-jobstep` (SIGTERMed,
-    # waiting on its srun) stays behind, reparented to init; nothing of the step does. Counted, not hidden
-    for left in rq["left_cmd"]:
-        assert "--executor slurm-jobstep" in left or "-m snakemake" in left, rq["left_cmd"]
-    assert rows["h100"]["processes_left"] == 0 and rows["a100"]["processes_left"] == 0
+    # nothing of any attempt outlives its job: the test Slurm tracks processes as a cluster does
+    # (proctrack/cgroup; under linuxproc the plugin's batch-level snakemake, deadlocked in its own
+    # SIGTERM handler, was left behind, reparented to init)
+    assert all(rows[g]["processes_left"] == 0 for g in ("h100", "a100", "l40s")), rows
     assert rq["records"] == {"rrinf": ("ok", None), "rr1": ("ok", None)}, rq
     assert all(wf._is_number(v) for v in rq["table"].values()), rq
 

@@ -19,6 +19,9 @@ session jobs (one per GPU partition), each meeting its fault while it runs:
   makes Slurm requeue it) or, with ``requeue=True`` / other users' jobs on the node, ``scontrol
   requeue``; the requeued session archives its first attempt under attempts/ and measures again.
   then the documented command tabulates every cell, re-measuring nothing.
+Processes left are what the test Slurm's process tracking leaves (each Slurm row says which:
+``proctrack``): proctrack/cgroup, as a real cluster, sends SIGTERM to a step's task only (the rule's
+Snakemake, not the session) and SIGKILLs every process of the job's cgroup when the step ends.
 """
 
 from __future__ import annotations
@@ -332,6 +335,13 @@ def _node() -> str:
     return subprocess.run(["sinfo", "-h", "-o", "%n"], capture_output=True, text=True).stdout.split()[0]
 
 
+def proctrack() -> str | None:
+    """How the test Slurm tracks a job's processes (scripts/slurm-up.sh): proctrack/cgroup kills every
+    process of a step when it ends; proctrack/linuxproc misses one whose parent exited first."""
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    return next((line.split("=", 1)[1].strip() for line in out.splitlines() if line.startswith("ProctrackType")), None)
+
+
 def _foreign_running(mine: set[str]) -> list[str]:
     return [j for j, st in _squeue("%i|%T") if st in ("RUNNING", "COMPLETING", "CONFIGURING") and j not in mine]
 
@@ -434,6 +444,7 @@ def run_slurm_session_faults(work: Path, requeue: bool = False) -> list[dict]:
     jobs = {g: i["job"] for g, i in done.items()}
     rc = _wait(p, max(60.0, deadline - time.monotonic()))
     node_state = _resume_if_ours()
+    tracking = proctrack()
     log1 = (work / "snakemake-slurm.log").read_text()
     states = {g: il_cells.slurm_state(j) for g, j in jobs.items()}
     first = {g: {c: _rec(work, g, c) for c in CELLS} for g in SLURM_GPUS}
@@ -505,6 +516,7 @@ def run_slurm_session_faults(work: Path, requeue: bool = False) -> list[dict]:
                 "info": info,
                 "snakemake_rc": rc,
                 "node_after_run": node_state,
+                "proctrack": tracking,
                 "next_rc": rc2,
                 "next_remeasured": "rule measure_" in log2,
                 "reconcile_said": [

@@ -272,6 +272,19 @@ class Engine:
     serving_client = ""
     #: whose metric names /metrics and the start-up log use (inferlab.scrape, inferlab.startlog)
     metrics_dialect = "vllm"
+    #: the environment variable the server reads its API key from, so a per-job key never is on its
+    #: (recorded) command line; None: the server takes a key only as a flag, so it cannot be bound
+    #: beyond loopback here (the session types such cells ``unsupported``)
+    api_key_env: str | None = None
+    #: what the load clients send as ``Authorization: Bearer <key>`` (vllm bench serve, SGLang's
+    #: bench_serving, lm-eval's local-completions all read it)
+    client_api_key_env = "OPENAI_API_KEY"
+
+    @property
+    def server_bind(self) -> str:
+        """The address the server binds: the preset's ``server_bind``, which
+        ``config.Config.engine_entry`` puts into the entry only when it is not the default; else loopback."""
+        return self.catalog.get("server_bind") or "127.0.0.1"
 
     def serve_command(self, model_path: str, host: str, port: int, server_args: dict) -> list[str]:
         """The server's command line for ``server_args`` (engine-neutral names, see ``server_flags``)."""

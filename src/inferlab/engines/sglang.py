@@ -41,6 +41,10 @@ class SGLang(Engine):
     name = "sglang"
     serving_client = "sglang.benchmark.serving"
     metrics_dialect = "sglang"
+    # SGLang 0.5.23 takes its key only as --api-key (or in a --config file) and logs every server
+    # argument, api_key included, at start-up (server_args=...): no route keeps a key out of the
+    # logs, so a bind beyond loopback is typed unsupported (session.run_session)
+    api_key_env = None
 
     def __init__(self, *a, client_env: str | None = None, **k):
         super().__init__(*a, **k)

@@ -28,6 +28,9 @@ class VLLM(Engine):
     name = "vllm"
     serving_client = "vllm bench serve"
     drivers = {"vllm_offline": "inferlab.drivers.vllm_offline"}
+    # --api-key's default (vllm/envs.py); it guards /v1/* (and /v2, /inference), not /health,
+    # /metrics or the dev-mode routes (vllm/entrypoints/serve/middleware/authenticate.py)
+    api_key_env = "VLLM_API_KEY"
 
     # -- serving -------------------------------------------------------------------------------
     def serve_command(self, model_path, host, port, server_args):
