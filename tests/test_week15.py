@@ -3,12 +3,15 @@ keeps the persistent fs:// tier and stable hashes; on the CPU default LMCache an
 offloading (the analogue) are typed skipped with the engine's own reasons, never run or faked."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import load_preset
 
 from inferlab import engines, matrix
+
+DATA = Path(__file__).parent / "data"
 
 
 def test_lmcache_variant_generates_a_restart_safe_configuration(catalog):
@@ -101,7 +104,7 @@ def test_tiers_bundle_env_settings_and_unset_the_persistent_tier(catalog):
     assert tiers["cpu"].server_env["LMCACHE_REMOTE_URL"] is None  # unsets the catalog's fs:// tier
     assert tiers["cpu_disk"].server_env["LMCACHE_LOCAL_DISK"].startswith("file://<session_tmp>/")
     assert tiers["cpu_disk"].server_env["LMCACHE_MAX_LOCAL_DISK_SIZE"] == "8"
-    assert tiers["cpu_fs"].server_env["LMCACHE_REMOTE_URL"] == "fs://<session_tmp>/fs"
+    assert tiers["cpu_fs"].server_env["LMCACHE_REMOTE_URL"] == "fs://localhost:0<session_tmp>/fs"
     assert tiers["cpu"].axes["tier"] == "cpu" and tiers["cpu"].server_env["LMCACHE_LOCAL_CPU"] == "true"
 
 
@@ -119,7 +122,14 @@ def test_the_server_environment_applies_axes_and_a_fresh_session_dir(catalog, tm
     env = eng.environ(None)
     matrix.apply_server_env(env, {})  # the restart experiment: the catalog's fs:// tier, in a fresh directory
     fs = env["LMCACHE_REMOTE_URL"]
-    assert fs.startswith("fs:///") and "<session_tmp>" not in fs
+    assert fs.startswith("fs://localhost:0/") and "<session_tmp>" not in fs
+    # what lmcache 0.5.6's parse_remote_url (connector/__init__.py L58-68) takes from it: it asserts a
+    # host and a port (fs:///path failed on the H100 with "missing host" and LMCache went unhealthy);
+    # the FS connector stores under the path
+    from urllib.parse import urlparse
+
+    u = urlparse(fs)
+    assert u.hostname is not None and u.port is not None and u.path.endswith("/fs")
     again = eng.environ(None)
     matrix.apply_server_env(again, {})
     assert again["LMCACHE_REMOTE_URL"] != fs  # another session: another (empty) directory
@@ -214,3 +224,20 @@ def test_an_env_axis_on_a_tool_without_a_server_is_an_error(catalog):
     _week(catalog, offline)
     with pytest.raises(ConfigError, match=r"chunk_sweep\.server_sweep\.chunk_size.*runs no server"):
         load_preset(catalog, weeks=["week15"])
+
+
+def test_an_unhealthy_lmcache_is_named_from_its_own_log():
+    """Real lines of lmcache 0.5.6 on the H100 (2026-11-25, tests/data/lmcache-0.5.6-h100): the fs://
+    URL rejected, the health check failed, every store skipped. The cells of that server measured plain
+    vLLM; the session types them failed with this reason instead of ok rows with 0 hit tokens."""
+    from inferlab import lmcache_log
+
+    text = (DATA / "lmcache-0.5.6-h100" / "unhealthy-fs-url.log").read_text()
+    why = lmcache_log.unhealthy(text)
+    assert why.startswith("LMCache unhealthy, stores skipped: Failed to initialize/re-establish remote connection")
+    assert "missing host" in why and "Health check failed: RemoteBackendHealthCheck" in why
+    healthy = [ln for ln in text.splitlines() if "unhealthy" not in ln and "failed" not in ln.lower()]
+    assert lmcache_log.unhealthy("\n".join(healthy)) is None
+    # its lookups are still parsed (0 hit tokens: nothing was ever stored)
+    hits = lmcache_log.parse(text)["hits"]
+    assert hits and all(h["hit"] == 0 and h["total"] == 1088 for h in hits)

@@ -140,6 +140,33 @@ def _row(metric: str, value, unit: str, definition: str) -> dict:
     return {"metric": metric, "value": value, "unit": unit, "definition": definition}
 
 
+#: lmcache 0.5.6's lines saying it stopped caching: its health monitor
+#: (``lmcache/v1/health_monitor/base.py`` L485, "Health check failed: <check>") marks the engine
+#: unhealthy, after which ``cache_engine.py`` L417 skips every store ("LMCache is unhealthy, skipping
+#: store operation") and the server runs on as plain vLLM. Seen on the H100 (2026-11-25) with an
+#: ``fs:///path`` remote URL, which 0.5.6's ``parse_remote_url`` rejects ("missing host") although its
+#: own docstring lists it: the cells looked ok with 0 hit tokens.
+UNHEALTHY = re.compile(
+    r"(Health check failed: .*?|LMCache is unhealthy, skipping store operation"
+    r"|Failed to initialize/re-establish remote connection: .*?)(?: \(\S+:\d+:[\w.]+\))?$"
+)
+
+
+def unhealthy(text: str) -> str | None:
+    """Why LMCache stopped caching in this server log (its own first lines saying so, the cause
+    first), or None while it is healthy. A cell measured on an unhealthy LMCache measured plain
+    vLLM: the session types it failed, never an ok row with 0 hits."""
+    found = []
+    for line in _ANSI.sub("", text).splitlines():
+        m = UNHEALTHY.search(line.rstrip())
+        if m and m.group(1) not in found:
+            found.append(m.group(1))
+    if not found:
+        return None
+    found.sort(key=lambda f: f.startswith("LMCache is unhealthy"))  # the cause before the effect
+    return "LMCache unhealthy, stores skipped: " + "; ".join(found[:3])
+
+
 def cell_rows(text: str, t0: float | None = None, t1: float | None = None) -> list[dict]:
     """One cell's LMCache rows from the server log (``t0``/``t1``: the cell's wall-clock window).
 
