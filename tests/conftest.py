@@ -53,3 +53,25 @@ def shared_run(tmp_path_factory):
     import shared_run as shared
 
     return shared.shared_run_work(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny model and a ShareGPT-format file (50 conversations), built once per test session, for
+    tests that drive the session library directly against the vLLM CPU engine."""
+    import os
+    import subprocess
+
+    from inferlab import download
+
+    engine_env = Path(os.environ.get("INFERLAB_VLLM_ENV", ROOT / ".venv-vllm"))
+    if not (engine_env / "bin" / "vllm").exists():
+        pytest.fail(f"the vLLM CPU engine is not installed at {engine_env} (run scripts/setup.sh)")
+    d = tmp_path_factory.mktemp("tiny")
+    subprocess.run(
+        [str(engine_env / "bin" / "python"), "-m", "inferlab.tinymodel", "--out", str(d / "tiny")],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    return d / "tiny", download.build_sharegpt(d / "sharegpt.json", 50)

@@ -16,7 +16,7 @@ import yaml
 from conftest import ROOT
 from test_workflow import ENGINE_ENV, job_counts, smk
 
-from inferlab import download, engines, session
+from inferlab import engines, session
 
 pytestmark = pytest.mark.engine
 VLLM = "week01/serving/vllm/cpu/default"
@@ -113,19 +113,6 @@ def test_rerunning_the_failed_cell_measures_it_alone(killed):
     got = df[(df.engine == "vllm") & (df.cell == "rr4") & (df.metric == "output_throughput")]
     raw = json.loads((w / "results" / VLLM / "rr4" / "raw.json").read_text())
     assert got["value"].iloc[0] == pytest.approx(raw["output_throughput"])
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The tiny model and a ShareGPT-format file, for tests that drive the library directly."""
-    d = tmp_path_factory.mktemp("tiny")
-    subprocess.run(
-        [str(ENGINE_ENV / "bin" / "python"), "-m", "inferlab.tinymodel", "--out", str(d / "tiny")],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )
-    return d / "tiny", download.build_sharegpt(d / "sharegpt.json", 50)
 
 
 def test_two_sessions_at_once_take_different_ports(tmp_path, tiny):

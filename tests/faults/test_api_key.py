@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -19,7 +18,7 @@ import yaml
 from canary import scan_for_secret
 from conftest import ROOT
 
-from inferlab import config, download, engines, server, session
+from inferlab import config, engines, server, session
 from inferlab.engines.sglang import SGLang
 from inferlab.engines.vllm import VLLM
 from inferlab.errors import ConfigError
@@ -78,20 +77,6 @@ def test_sglang_beyond_loopback_is_unsupported_and_starts_nothing(tmp_path):
     assert "0.0.0.0" in rec["detail"] and "command line" in rec["detail"]
     assert res["status"] == "skipped" and "port" not in res
     assert not (tmp_path / "_engine" / "server.log").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    if not (ENGINE_ENV / "bin" / "vllm").exists():
-        pytest.fail(f"the vLLM CPU engine is not installed at {ENGINE_ENV} (run scripts/setup.sh)")
-    d = tmp_path_factory.mktemp("tiny")
-    subprocess.run(
-        [str(ENGINE_ENV / "bin" / "python"), "-m", "inferlab.tinymodel", "--out", str(d / "tiny")],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )
-    return d / "tiny", download.build_sharegpt(d / "sharegpt.json", 50)
 
 
 def listening(port: int) -> set[str]:
