@@ -19,9 +19,9 @@ import yaml
 
 from . import tools as tools_mod
 from .errors import ConfigError
+from .server import HOST as LOOPBACK  # the preset's default server_bind
 
 CATALOGS = ("gpus", "models", "datasets", "engines")
-LOOPBACK = "127.0.0.1"  # the preset's default server_bind
 
 
 def _schema(name: str) -> dict:

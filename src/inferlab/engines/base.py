@@ -284,7 +284,9 @@ class Engine:
     def server_bind(self) -> str:
         """The address the server binds: the preset's ``server_bind``, which
         ``config.Config.engine_entry`` puts into the entry only when it is not the default; else loopback."""
-        return self.catalog.get("server_bind") or "127.0.0.1"
+        from ..server import HOST  # (server imports runner, which imports this module)
+
+        return self.catalog.get("server_bind") or HOST
 
     def serve_command(self, model_path: str, host: str, port: int, server_args: dict) -> list[str]:
         """The server's command line for ``server_args`` (engine-neutral names, see ``server_flags``)."""
