@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import scenarios
+import workflow_faults as wf
 
 from inferlab import cells
 
@@ -124,11 +125,6 @@ def test_time_limit_mid_cell_is_typed_timeout(cluster, tmp_path):
     assert _recs(tmp_path)["a"]["status"] == "ok"
 
 
-def _proctrack() -> str:
-    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
-    return next((ln.split("=", 1)[1].strip() for ln in out.splitlines() if ln.startswith("ProctrackType")), "")
-
-
 @pytest.mark.parametrize("fault", ["scancel", "node_down"])
 def test_a_process_of_the_job_whose_parent_exited_is_ended_with_the_job(cluster, tmp_path, fault):
     """What the NODE_FAIL row of the fault table left (issue 18): the plugin's batch-level
@@ -138,8 +134,8 @@ def test_a_process_of_the_job_whose_parent_exited_is_ended_with_the_job(cluster,
     cluster's proctrack/cgroup keeps it in the job's cgroup and SIGKILLs it when the step ends;
     proctrack/linuxproc, which follows parent links, cannot (scripts/slurm-up.sh picks cgroup where the
     kernel has it)."""
-    if _proctrack() != "proctrack/cgroup":
-        pytest.skip(f"the test Slurm runs {_proctrack() or 'no proctrack'}: escaped processes are not tracked")
+    if wf.proctrack() != "proctrack/cgroup":
+        pytest.skip(f"the test Slurm runs {wf.proctrack() or 'no proctrack'}: escaped processes are not tracked")
     tag = uuid.uuid4().hex
     script = tmp_path / "job.sh"
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, lambda *a: None); time.sleep(600)"
@@ -161,7 +157,7 @@ def test_a_process_of_the_job_whose_parent_exited_is_ended_with_the_job(cluster,
     assert scenarios._wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), 60), _state(job)
     orphan = int(pidfile.read_text())
     assert scenarios._wait_for(lambda: Path(f"/proc/{orphan}/stat").read_text().split()[3] == "1", 10)
-    node = subprocess.run(["sinfo", "-h", "-o", "%n"], capture_output=True, text=True).stdout.split()[0]
+    node = wf._node()
     try:
         if fault == "scancel":
             subprocess.run(["scancel", job], check=True)
