@@ -62,7 +62,7 @@ case "${1:-plan}" in
     part=$(du -b "${s[0]}"/part* | sort -n | tail -1 | cut -f1)
     if [ $((tree + part)) -gt $((63 * 1024 * 1024)) ]; then
       echo "WARNING: working tree $((tree / 1024)) KiB + a part $((part / 1024)) KiB exceeds 63 MiB of the 64 MiB a call"
-      echo "carries: re-split smaller, e.g. PART=50m WHL=.whl-sglang RELAY=.relay-sglang scripts/wheelhouse.sh split"
+      echo "carries: re-split smaller, e.g. PART=30m WHL=.whl-sglang RELAY=.relay-sglang scripts/wheelhouse.sh split"
     fi
     n=$(( ${#v[@]} + ${#s[@]} ))
     echo "# ${#v[@]} vLLM parts + ${#s[@]} SGLang parts: $n device run calls in a row, each within 30 s"

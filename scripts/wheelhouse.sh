@@ -3,7 +3,7 @@
 # into parts small enough to relay (e.g. the device tool's 64 MiB working-tree limit).
 #   scripts/wheelhouse.sh build [LIST...]   download the pinned wheels of the lists into $WHL for the
 #                                           node's Python/ABI/platform (default: Python 3.12, manylinux x86_64)
-#   scripts/wheelhouse.sh split             pack $WHL into $RELAY/p<N>/part<NN> (PART, default 60m) + sha256
+#   scripts/wheelhouse.sh split             pack $WHL into $RELAY/p<N>/part<NN> (PART, default 40m: a device call carries the tracked tree (~20 MiB) + one part, <= 64 MiB) + sha256
 #   scripts/wheelhouse.sh check ROOT... [--share LIST]   offline: install $WHL with --no-index --no-deps
 #                                           into a scratch target (PYTHON: the node's version) and check
 #                                           every requirement from ROOTs (scripts/wheelcheck.py)
@@ -40,7 +40,7 @@ case "${1:-build}" in
   split)
     rm -rf "$RELAY" && mkdir -p "$RELAY"
     tar cf "$RELAY/whl.tar" -C "$WHL" .
-    (cd "$RELAY" && split -b "${PART:-60m}" -d -a 2 whl.tar part && sha256sum whl.tar > whl.tar.sha256 && rm whl.tar)
+    (cd "$RELAY" && split -b "${PART:-40m}" -d -a 2 whl.tar part && sha256sum whl.tar > whl.tar.sha256 && rm whl.tar)
     i=0
     for p in "$RELAY"/part??; do mkdir -p "$RELAY/p$i"; mv "$p" "$RELAY/p$i/"; i=$((i+1)); done
     cp "$RELAY/whl.tar.sha256" "$RELAY/p0/"
