@@ -78,9 +78,31 @@ def shared_preset(work: Path, env: dict | None = None) -> Path:
     return f
 
 
+# Two jobs at a time, one thread each (OMP_NUM_THREADS=1: two 2-thread jobs on the CI's 2 cores
+# spin-wait on each other, 4-14x slower): a configuration job's wall time is mostly single-threaded
+# Python start-up (the server's API process and engine core, each cell's `vllm bench serve` client:
+# ~7 s of imports each, against well under a second of measuring on the tiny models), so a second
+# job overlaps it instead of waiting. Model training (inferlab.train/eagle set 2 torch threads
+# themselves) takes both slots and runs alone. The assertions are on records, tables and typed
+# statuses, not on one configuration being faster than another. INFERLAB_SHARED_RUN_PARALLEL=0: one
+# job at a time, as the rules declare.
+PARALLEL = os.environ.get("INFERLAB_SHARED_RUN_PARALLEL", "1") != "0"
+PARALLEL_ARGS = (
+    "--max-threads",
+    "1",
+    "--resources",
+    "slots=2",
+    "--default-resources",
+    "slots=1",
+    "--set-resources",
+    "train_model:slots=2",
+    "eagle_model:slots=2",
+)
+
+
 def run_shared(work: Path, targets=("all",), env: dict | None = None, timeout: int = 3600):
     shared_preset(work)
-    cmd = snakemake_command(work, "--keep-going", *targets)
+    cmd = snakemake_command(work, "--keep-going", *targets, *(PARALLEL_ARGS if PARALLEL else ()))
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     wall = time.monotonic() - t0
