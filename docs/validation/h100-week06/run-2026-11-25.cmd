@@ -1,0 +1,3 @@
+python3 -m snakemake --profile profiles/local --configfile config/h100-validation-weeks3.yaml --replace-workflow-config --cores 16 measure_week06_schedule_sglang_h100_policylpm measure_week06_schedule_sglang_h100_policyfcfs
+python3 -m snakemake --profile profiles/local --configfile config/h100-validation-weeks3.yaml --replace-workflow-config --cores 16 measure_week09_policy_shared_prefix_sglang_h100_policyfcfs measure_week09_policy_shared_prefix_sglang_h100_policydfs_weight
+python3 -m snakemake --profile profiles/local --configfile config/h100-validation-weeks3.yaml --replace-workflow-config --cores 16 measure_week09_policy_sharegpt_sglang_h100_policylpm measure_week09_policy_sharegpt_sglang_h100_policyfcfs
