@@ -339,3 +339,38 @@ def test_a_week_without_claims_writes_an_empty_claims_table(tmp_path):
     assert res["claims"] == [] and all(t["name"] != "claims" for t in res["tables"])
     assert pd.read_csv(tmp_path / "claims.csv").empty
     assert "declares no claims" in (tmp_path / "claims.html").read_text()
+
+
+# -- a claim's preconditions (`requires`) ------------------------------------------------------------
+def test_a_policy_claim_where_no_request_queued_cannot_tell():
+    """The H100 Week 6 record: SGLang lpm vs fcfs at 8 req/s, where the engine's queue stayed empty
+    (waiting_requests_max 0 in every cell), so "LPM cuts TTFT" cannot be judged there, whatever the
+    two TTFTs say; with requests queued the same data is judged, and without the gauge it says so."""
+    kept = records.normalize(pd.read_parquet(ROOT / "docs/validation/h100-week06/week06.parquet"))
+
+    def judged(df):
+        got = {v.claim: v for v in claims.evaluate_all(build_mod.context(df, CFG, "week06"))}
+        return got["lpm_cuts_ttft"], got["radix_cuts_ttft"]
+
+    lpm, radix = judged(kept)
+    assert lpm.verdict == CANNOT_TELL and lpm.per == {"gpu": "h100"}
+    assert "requirement not met: waiting_requests_max at most 0 (needs > 0)" in lpm.why
+    assert "requirement" not in radix.why and radix.verdict == AGREES  # a claim without `requires`: judged as before
+    queued = kept.copy()
+    queued.loc[queued.metric == "waiting_requests_max", "value"] = 3.0
+    lpm, _ = judged(queued)
+    ttft = kept[(kept.experiment == "schedule") & (kept.metric == "ttft_p50")].set_index("param_schedule_policy")
+    expect = AGREES if ttft.value["lpm"] < ttft.value["fcfs"] else DISAGREES
+    assert lpm.verdict == expect and "requirement" not in lpm.why
+    lpm, _ = judged(kept[kept.metric != "waiting_requests_max"])
+    assert lpm.verdict == CANNOT_TELL and lpm.why.startswith("requirement not measured: no waiting_requests_max")
+
+
+def test_requires_is_checked_by_the_schema():
+    good = {k: v for k, v in GRAPHS.items() if k != "name"}
+    req = {"metric": "waiting_requests_max", "above": 0, "because": "nothing to order"}
+    report.check({"week": "week10", "claims": {"c": {**good, "requires": [req]}}}, "w.yaml")
+    for bad in ([], [{**req, "because": ""}], [{k: v for k, v in req.items() if k != "above"}], [{**req, "below": 1}]):
+        with pytest.raises(ConfigError) as e:
+            report.check({"week": "week10", "claims": {"c": {**good, "requires": bad}}}, "w.yaml")
+        assert "w.yaml" in str(e.value) and "claims.c" in str(e.value)

@@ -29,6 +29,10 @@ tell the two apart.
 
 **Rules** (``agrees`` / ``disagrees`` / ``cannot tell``):
 
+- a claim's ``requires`` conditions are checked first, per group: where one does not hold (its
+  metric's largest valid value over the group's cells not above ``above``, or no such value), the
+  claim ``cannot tell (requirement not met: ...; <because>)`` whatever its points say (a policy that
+  had no queue to order "gains nothing" on any workload);
 - any point that has no number (failed, skipped, over the roofline guard, not in this run, or a
   selection that matches several cells) makes the claim ``cannot tell (missing: <point> <status>)``;
   fewer than two levels of a trend cannot tell either;
@@ -62,7 +66,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import stats
-from .values import NOT_IN_MATRIX, Cell, Frame, _number, text
+from .values import NOT_IN_MATRIX, Cell, Frame, _good, _number, text
 
 AGREES, DISAGREES, CANNOT_TELL = "agrees", "disagrees", "cannot tell"
 VERDICTS = (AGREES, DISAGREES, CANNOT_TELL)
@@ -444,10 +448,35 @@ def evaluate(ctx, key: str, claim: dict) -> list[Verdict]:
     for combo in combos:
         fixed = dict(zip(per, combo, strict=True))
         group = base.select(fixed)
+        unmet = unmet_requirement(claim, group)
+        if unmet:
+            out.append(Verdict(key, stmt, claim["text"], claim["source"], fixed, CANNOT_TELL, unmet))
+            continue
         fn = _trend if "trend" in claim else _compare
         v, why = fn(ctx, claim, base, group, fixed, fmt)
         out.append(Verdict(key, stmt, claim["text"], claim["source"], fixed, v, why))
     return out
+
+
+def unmet_requirement(claim: dict, group: Frame) -> str | None:
+    """The first of the claim's ``requires`` conditions that ``group``'s cells do not meet, as the
+    reason it cannot be judged (None: all hold). A condition holds when its metric's largest valid
+    value over the selected cells is above ``above``: e.g. a scheduling-policy claim on a run where
+    no request ever waited (max ``waiting_requests_max`` 0) compares policies that had nothing to
+    order, and its "agrees" would say nothing."""
+    for r in claim.get("requires") or []:
+        sub = group.select({**(r.get("where") or {}), "metric": r["metric"]})
+        vals = [float(x["value"]) for x in sub.records() if _good(x)]
+        sel = _where_text(r.get("where"))
+        at = f" ({sel})" if sel else ""
+        if not vals:
+            return f"requirement not measured: no {r['metric']}{at} in these cells; {r['because']}"
+        top = max(vals)
+        if not top > r["above"]:
+            return (
+                f"requirement not met: {r['metric']}{at} at most {number(top)} (needs > {r['above']:g}); {r['because']}"
+            )
+    return None
 
 
 def evaluate_all(ctx) -> list[Verdict]:
